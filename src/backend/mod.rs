@@ -1,0 +1,63 @@
+//! Where instances run. One trait; one file per engine (`docker`, later `kubernetes`).
+
+pub mod docker;
+pub mod probe;
+
+use crate::plan::{Instance, InstanceSpec, Observed, Slot};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::future::Future;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    #[error("cannot reach the {engine} engine at {endpoint}: {detail} (is it running? set DOCKER_HOST or backend.host to point elsewhere)")]
+    Unreachable { engine: &'static str, endpoint: String, detail: String },
+    #[error("{engine} refused to {action} {subject}: {detail}")]
+    Refused { engine: &'static str, action: &'static str, subject: String, detail: String },
+    #[error("secretEnv {name}: {detail}")]
+    Secret { name: String, detail: String },
+}
+
+/// Secret values resolved at apply time. Debug never shows them.
+#[derive(Clone, Default)]
+pub struct SecretValues(pub BTreeMap<String, String>);
+
+impl fmt::Debug for SecretValues {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.0.keys().map(|k| format!("{k}=<redacted>"))).finish()
+    }
+}
+
+/// What starting one instance needs besides its spec.
+#[derive(Debug, Clone)]
+pub struct StartRequest<'a> {
+    pub fleet: &'a str,
+    pub revision: &'a str,
+    pub slot: Slot,
+    pub spec: &'a InstanceSpec,
+    pub hash: &'a str,
+    pub secrets: &'a SecretValues,
+    /// Join traffic at once (nothing of the plugin serves yet).
+    pub serve: bool,
+}
+
+/// A container engine or orchestrator plugsync drives. Implementations touch only what
+/// carries their fleet's labels; an `Err` means the engine refused or could not be reached,
+/// and nothing was half-done that `observe` would not show.
+pub trait Backend: Send + Sync {
+    /// Creates what the fleet shares (Docker: its network). Idempotent.
+    fn prepare(&self, fleet: &str) -> impl Future<Output = Result<(), BackendError>> + Send;
+    /// Everything of `fleet` that runs, rebuilt from labels; only `plugin`'s when given.
+    fn observe(&self, fleet: &str, plugin: Option<&str>)
+        -> impl Future<Output = Result<Observed, BackendError>> + Send;
+    /// Starts one instance, not yet serving traffic.
+    fn start(&self, request: StartRequest<'_>) -> impl Future<Output = Result<Instance, BackendError>> + Send;
+    /// Puts a ready instance into traffic (network alias / Service selector).
+    fn serve(&self, fleet: &str, instance: &Instance) -> impl Future<Output = Result<(), BackendError>> + Send;
+    /// Takes an instance out of traffic but leaves it running (and reachable at its address).
+    fn unserve(&self, fleet: &str, instance: &Instance) -> impl Future<Output = Result<(), BackendError>> + Send;
+    /// Stops an instance and keeps it for an instant switch back.
+    fn park(&self, fleet: &str, instance: &Instance) -> impl Future<Output = Result<(), BackendError>> + Send;
+    /// Takes an instance out of traffic, stops and removes it.
+    fn retire(&self, fleet: &str, instance: &Instance) -> impl Future<Output = Result<(), BackendError>> + Send;
+}

@@ -1,0 +1,103 @@
+//! `plugsync plan` and `plugsync reconcile --once` against the live backend.
+
+use plugsync::backend::docker::DockerBackend;
+use plugsync::model::{BackendKind, Fleet, Loaded};
+use plugsync::plan::{render, DesiredHealth};
+use plugsync::reconcile::{Reconciler, Report, Result_};
+use std::process::ExitCode;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PlanFormat {
+    Text,
+    Json,
+    Markdown,
+}
+
+pub async fn connect(fleet: &Fleet, docker_host: Option<&str>) -> anyhow::Result<DockerBackend> {
+    let backend = &fleet.config.backend;
+    if backend.kind != BackendKind::Docker {
+        anyhow::bail!("backend {:?} is not available in this build; use backend: docker", backend.kind);
+    }
+    let network = fleet.config.docker_network();
+    Ok(DockerBackend::connect(docker_host.or(backend.host.as_deref()), network).await?)
+}
+
+pub fn health(loaded: &Loaded) -> DesiredHealth {
+    if loaded.is_valid() {
+        DesiredHealth::Complete
+    } else {
+        for d in loaded.errors() {
+            eprintln!("{d}");
+        }
+        DesiredHealth::HasErrors
+    }
+}
+
+pub async fn plan(
+    loaded: &Loaded,
+    revision: &str,
+    format: PlanFormat,
+    docker_host: Option<&str>,
+) -> anyhow::Result<ExitCode> {
+    let desired = health(loaded);
+    let backend = connect(&loaded.fleet, docker_host).await?;
+    let quiet = |_: &str| {};
+    let plan = Reconciler::new(&backend, &loaded.fleet, revision, &quiet).plan(desired).await?;
+    print!(
+        "{}",
+        match format {
+            PlanFormat::Text => render::text(&plan),
+            PlanFormat::Json => render::json(&plan),
+            PlanFormat::Markdown => render::markdown(&plan),
+        }
+    );
+    Ok(if desired == DesiredHealth::HasErrors {
+        ExitCode::from(1)
+    } else if plan.no_changes() && plan.refused.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(3)
+    })
+}
+
+pub async fn reconcile(
+    loaded: &Loaded,
+    revision: &str,
+    json: bool,
+    docker_host: Option<&str>,
+) -> anyhow::Result<ExitCode> {
+    let desired = health(loaded);
+    let backend = connect(&loaded.fleet, docker_host).await?;
+    let narrate = |line: &str| {
+        if !json {
+            println!("  {line}");
+        }
+    };
+    let reconciler = Reconciler::new(&backend, &loaded.fleet, revision, &narrate);
+    let report = reconciler.run(desired).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", summary(&report));
+    }
+    Ok(if report.succeeded() && desired == DesiredHealth::Complete { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+pub fn summary(report: &Report) -> String {
+    if report.plan.no_changes() && report.plan.refused.is_empty() {
+        return format!("fleet {}: nothing to do, everything matches Git\n", report.plan.fleet);
+    }
+    let count = |f: fn(&Result_) -> bool| report.results.iter().filter(|r| f(&r.result)).count();
+    let mut out = format!(
+        "fleet {}: {} converged, {} rolled back, {} failed, {} skipped\n",
+        report.plan.fleet,
+        count(|r| matches!(r, Result_::Converged)),
+        count(|r| matches!(r, Result_::RolledBack { .. })),
+        count(|r| matches!(r, Result_::Failed { .. })),
+        count(|r| matches!(r, Result_::Skipped { .. })),
+    );
+    for r in &report.plan.refused {
+        out.push_str(&format!("refused to remove {}: {}\n", r.plugins.join(", "), r.reason));
+    }
+    out
+}

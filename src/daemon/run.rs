@@ -1,0 +1,537 @@
+//! `plugsync run`: follow a branch, reconcile on every poll, push webhook, file change or
+//! schedule, and record the outcome on the status branch.
+
+use crate::backend::docker::DockerBackend;
+use crate::backend::Backend;
+use crate::metrics::Metrics;
+use crate::model::{self, Environment, FileSet, Fleet};
+use crate::plan::{spec::slot_targets, DesiredHealth, Plan};
+use crate::reconcile::{Reconciler, Report, Result_, RolloutMemory};
+use crate::server::{self, Command, ServerState};
+use crate::source::git::{GitCache, GitError, GitRemote};
+use crate::status::{self, render::PassRecord, PluginStatus};
+use crate::strategy::Control;
+use git2::Oid;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, Notify, RwLock};
+
+#[derive(Debug, Clone)]
+pub struct DaemonConfig {
+    pub remote: GitRemote,
+    /// Fleet folder inside the repository.
+    pub path: Option<String>,
+    pub cache_dir: PathBuf,
+    /// Overrides `interval` of plugsync.yaml.
+    pub interval: Option<Duration>,
+    pub listen: Option<SocketAddr>,
+    pub webhook_secret: Option<String>,
+    pub api_token: Option<String>,
+    pub environment: Option<Environment>,
+    pub docker_host: Option<String>,
+    /// Watch the remote's directory for commits when it is a local path.
+    pub watch: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Git(#[from] GitError),
+    #[error(transparent)]
+    Backend(#[from] crate::backend::BackendError),
+    #[error("listening on {address}: {source}")]
+    Listen { address: SocketAddr, source: std::io::Error },
+    #[error("{0}")]
+    Task(String),
+}
+
+/// Status commits kept for an unreachable remote before they are folded into one.
+const PENDING_LIMIT: usize = 64;
+
+/// What the daemon knows between ticks.
+struct Daemon {
+    config: DaemonConfig,
+    cache: Arc<Mutex<GitCache>>,
+    /// Fleet files at `revision`.
+    files: FileSet,
+    revision: Option<Oid>,
+    last_good: Option<(Oid, Fleet)>,
+    statuses: BTreeMap<String, PluginStatus>,
+    status_branch: String,
+    backend: Option<(String, Arc<DockerBackend>)>,
+    metrics: Arc<Metrics>,
+    shared_status: Arc<RwLock<serde_json::Value>>,
+    /// Plugins whose failed rollout someone asked to retry.
+    retry: Arc<Mutex<Vec<String>>>,
+    memory: Arc<RolloutMemory>,
+    /// Status commits not yet on the remote (replayed until a push succeeds).
+    pending_status: Vec<status::StatusCommit>,
+    /// Set by a force-push: nothing is pruned until an ordinary push follows.
+    prune_hold: Option<String>,
+    /// The status branch `statuses` were read from.
+    statuses_from: Option<String>,
+    /// The fleet as loaded at a revision.
+    loaded: Option<(Option<Oid>, model::Loaded)>,
+}
+
+/// Runs until `shutdown` resolves; the tick in flight finishes first.
+pub async fn run(
+    config: DaemonConfig,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), DaemonError> {
+    let cache = {
+        let dir = config.cache_dir.clone();
+        let remote = config.remote.clone();
+        blocking(move || GitCache::open(&dir, remote)).await??
+    };
+    let metrics = Arc::new(Metrics::new());
+    let trigger = Arc::new(Notify::new());
+    let (commands_tx, mut commands) = mpsc::channel::<Command>(16);
+    let memory = Arc::new(RolloutMemory::default());
+    let retry = Arc::new(Mutex::new(Vec::<String>::new()));
+    {
+        // Commands reach a rollout even while a pass runs: they go to the shared memory.
+        let (memory, retry, trigger) = (memory.clone(), retry.clone(), trigger.clone());
+        tokio::spawn(async move {
+            while let Some(command) = commands.recv().await {
+                tracing::info!(?command, "rollout command");
+                match command {
+                    Command::Retry { plugin } => retry.lock().expect("retry lock").push(plugin),
+                    Command::Promote { plugin } => memory.push_control(&plugin, Control::Promote),
+                    Command::Abort { plugin } => memory.push_control(&plugin, Control::Abort),
+                    Command::Pause { plugin } => memory.push_control(&plugin, Control::Pause),
+                    Command::Resume { plugin } => memory.push_control(&plugin, Control::Resume),
+                }
+                trigger.notify_one();
+            }
+        });
+    }
+    let shared_status = Arc::new(RwLock::new(serde_json::json!({"plugins": {}})));
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    if let Some(address) = config.listen {
+        let listener =
+            tokio::net::TcpListener::bind(address).await.map_err(|source| DaemonError::Listen { address, source })?;
+        tracing::info!(%address, "listening");
+        let state = ServerState {
+            branch: config.remote.reference.clone(),
+            webhook_secret: config.webhook_secret.clone(),
+            api_token: config.api_token.clone(),
+            trigger: trigger.clone(),
+            commands: commands_tx.clone(),
+            status: shared_status.clone(),
+            metrics: metrics.clone(),
+        };
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            let quit = async move {
+                let _ = stop.wait_for(|s| *s).await;
+            };
+            if let Err(e) = server::serve(listener, state, quit).await {
+                tracing::error!(error = %e, "HTTP server stopped");
+            }
+        });
+    }
+    let _watcher = if config.watch { watch_local(&config.remote.url, trigger.clone()) } else { None };
+    let mut daemon = Daemon {
+        cache: Arc::new(Mutex::new(cache)),
+        files: FileSet::new(),
+        revision: None,
+        last_good: None,
+        statuses: BTreeMap::new(),
+        status_branch: "plugsync/status".into(),
+        backend: None,
+        metrics,
+        shared_status,
+        retry,
+        memory,
+        pending_status: Vec::new(),
+        prune_hold: None,
+        statuses_from: None,
+        loaded: None,
+        config,
+    };
+    loop {
+        let interval = daemon.tick().await;
+        let next_cron = daemon.until_next_schedule();
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = tokio::time::sleep(next_cron) => tracing::info!("scheduled full reconcile"),
+            _ = trigger.notified() => tracing::info!("woken by a push or a command"),
+            _ = stop_rx.wait_for(|s| *s) => {
+                tracing::info!("shutting down");
+                return Ok(());
+            }
+        }
+    }
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, DaemonError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| DaemonError::Task(e.to_string()))
+}
+
+/// Wakes the daemon when a local repository's refs change (a commit or a push into it).
+fn watch_local(url: &str, trigger: Arc<Notify>) -> Option<notify::RecommendedWatcher> {
+    use notify::Watcher;
+    let path = PathBuf::from(url.strip_prefix("file://").unwrap_or(url));
+    if !path.exists() {
+        return None;
+    }
+    let git_dir = if path.join(".git").is_dir() { path.join(".git") } else { path };
+    let root = git_dir.clone();
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        // Our own status pushes move refs/heads/plugsync/…: they must never wake a reconcile.
+        let relevant = |p: &std::path::PathBuf| {
+            let inside = p.strip_prefix(&root).unwrap_or(p).to_string_lossy().to_string();
+            !inside.starts_with("objects") && !inside.contains("plugsync/") && !inside.ends_with("plugsync")
+        };
+        // Only writes count: notify also reports our own fetch opening the repository's files.
+        let writes = |e: &notify::Event| {
+            matches!(e.kind, notify::EventKind::Create(_) | notify::EventKind::Modify(_) | notify::EventKind::Remove(_))
+        };
+        if event.is_ok_and(|e| writes(&e) && e.paths.iter().any(relevant)) {
+            trigger.notify_one();
+        }
+    })
+    .ok()?;
+    for sub in ["refs", "HEAD", "packed-refs"] {
+        let _ = watcher.watch(&git_dir.join(sub), notify::RecursiveMode::Recursive);
+    }
+    Some(watcher)
+}
+
+impl Daemon {
+    fn until_next_schedule(&self) -> Duration {
+        let schedule = self.last_good.as_ref().and_then(|(_, f)| f.config.schedule.clone());
+        let Some(schedule) = schedule else { return Duration::from_secs(86_400 * 365) };
+        let now = chrono::Utc::now();
+        match crate::model::windows::next_scheduled(&schedule, now) {
+            Ok(next) => (next - now).to_std().unwrap_or(Duration::from_secs(1)),
+            Err(e) => {
+                tracing::warn!(error = %e, "schedule ignored");
+                Duration::from_secs(86_400 * 365)
+            }
+        }
+    }
+
+    async fn load_statuses(&mut self) {
+        let cache = self.cache.clone();
+        let branch = self.status_branch.clone();
+        match blocking(move || status::read(&cache.lock().expect("git cache lock"), &branch)).await {
+            Ok(Ok((_, statuses))) => {
+                // Rollouts in flight when the last daemon stopped (or was killed) resume.
+                for (plugin, status) in &statuses {
+                    if let Some(r) = &status.rollout {
+                        self.memory.remember(plugin, &r.target, &r.to_state());
+                    }
+                }
+                self.statuses = statuses;
+            }
+            Ok(Err(e)) => tracing::warn!(error = %e, "status branch unreadable; starting without it"),
+            Err(e) => tracing::warn!(error = %e, "status read task failed"),
+        }
+    }
+
+    /// Fetches and reads the new revision; problems keep the last good state.
+    async fn refresh(&mut self) -> (Option<Oid>, Vec<String>, bool) {
+        let cache = self.cache.clone();
+        let fetched = blocking(move || cache.lock().expect("git cache lock").fetch()).await;
+        let tip = match fetched {
+            Ok(Ok(tip)) => {
+                self.metrics.git_fetch(true);
+                tip
+            }
+            Ok(Err(e)) => {
+                self.metrics.git_fetch(false);
+                tracing::warn!(error = %e, "fetch failed; keeping the last good state");
+                return (self.revision, vec![format!("fetch failed: {e}")], true);
+            }
+            Err(e) => return (self.revision, vec![e.to_string()], true),
+        };
+        if Some(tip) == self.revision {
+            return (Some(tip), self.prune_hold.iter().cloned().collect(), self.prune_hold.is_some());
+        }
+        self.loaded = None; // the files change below
+        let cache = self.cache.clone();
+        let (previous, mut files, subdir) = (self.revision, std::mem::take(&mut self.files), self.config.path.clone());
+        let read = blocking(move || {
+            let cache = cache.lock().expect("git cache lock");
+            let rewritten = previous.is_some_and(|p| !cache.is_ancestor(p, tip));
+            let result = match previous {
+                Some(p) if !rewritten => cache.update(&mut files, p, tip, subdir.as_deref()).map(|_| files),
+                _ => cache.read_tree(tip, subdir.as_deref()),
+            };
+            (result, rewritten)
+        })
+        .await;
+        match read {
+            Ok((Ok(files), rewritten)) => {
+                self.files = files;
+                self.revision = Some(tip);
+                if rewritten {
+                    self.prune_hold = Some(format!(
+                        "history rewritten: {} is not an ancestor of {tip} (force-push); applying without pruning until the next ordinary push",
+                        previous.map(|r| r.to_string()).unwrap_or_default()
+                    ));
+                } else if previous.is_some() {
+                    // An ordinary push on top: what Git says is deliberate again.
+                    self.prune_hold = None;
+                }
+                (Some(tip), self.prune_hold.iter().cloned().collect(), self.prune_hold.is_some())
+            }
+            Ok((Err(e), _)) => {
+                tracing::warn!(error = %e, "cannot read the new revision; keeping the last good state");
+                self.revision = None; // force a full read next time
+                (Some(tip), vec![format!("cannot read {tip}: {e}")], true)
+            }
+            Err(e) => (Some(tip), vec![e.to_string()], true),
+        }
+    }
+
+    /// One full cycle; returns how long to sleep before the next poll.
+    async fn tick(&mut self) -> Duration {
+        let started = Instant::now();
+        let (tip, mut errors, degraded) = self.refresh().await;
+        // The same revision loads to the same fleet: parse it once, not on every poll.
+        let loaded = match &self.loaded {
+            Some((at, loaded)) if *at == tip && tip.is_some() => loaded.clone(),
+            _ => {
+                let loaded = model::load(&self.files, self.config.environment);
+                self.loaded = Some((tip, loaded.clone()));
+                loaded
+            }
+        };
+        let revision = tip.map(|t| t.to_string()).unwrap_or_default();
+        let (fleet, desired) = if loaded.is_valid() && !self.files.is_empty() {
+            if let Some(t) = tip {
+                self.last_good = Some((t, loaded.fleet.clone()));
+            }
+            (loaded.fleet.clone(), if degraded { DesiredHealth::HasErrors } else { DesiredHealth::Complete })
+        } else {
+            errors.extend(loaded.errors().map(|d| d.to_string()));
+            match &self.last_good {
+                Some((_, fleet)) => (fleet.clone(), DesiredHealth::HasErrors),
+                None => {
+                    tracing::warn!(errors = errors.len(), "no valid revision yet; nothing to apply");
+                    self.record_invalid(&loaded.fleet.config.fleet, &revision, &errors).await;
+                    return self.interval(None);
+                }
+            }
+        };
+        let ok = match self.reconcile(&fleet, &revision, desired, &errors).await {
+            Ok(report) => report.succeeded(),
+            Err(e) => {
+                errors.push(e.to_string());
+                tracing::error!(error = %e, "reconcile failed");
+                false
+            }
+        };
+        self.metrics.reconcile(ok && errors.is_empty(), started.elapsed().as_secs_f64());
+        if ok {
+            self.metrics.set_last_applied(chrono::Utc::now().timestamp() as f64);
+        }
+        self.interval(Some(&fleet))
+    }
+
+    fn interval(&self, fleet: Option<&Fleet>) -> Duration {
+        self.config
+            .interval
+            .or_else(|| fleet.map(|f| f.config.interval.0))
+            .unwrap_or(Duration::from_secs(30))
+            .max(Duration::from_millis(100))
+    }
+
+    async fn backend(&mut self, fleet: &Fleet) -> Result<Arc<DockerBackend>, DaemonError> {
+        let network = fleet.config.docker_network();
+        if let Some((n, backend)) = &self.backend {
+            if *n == network {
+                return Ok(backend.clone());
+            }
+        }
+        let host = self.config.docker_host.clone().or(fleet.config.backend.host.clone());
+        let backend = Arc::new(DockerBackend::connect(host.as_deref(), network.clone()).await?);
+        self.backend = Some((network, backend.clone()));
+        Ok(backend)
+    }
+
+    async fn reconcile(
+        &mut self,
+        fleet: &Fleet,
+        revision: &str,
+        desired: DesiredHealth,
+        errors: &[String],
+    ) -> Result<Report, DaemonError> {
+        if self.statuses_from.as_deref() != Some(fleet.config.status_branch.as_str()) {
+            // The status branch is named in plugsync.yaml: read it once the fleet is known.
+            self.status_branch = fleet.config.status_branch.clone();
+            self.load_statuses().await;
+            self.statuses_from = Some(self.status_branch.clone());
+        }
+        let retry = std::mem::take(&mut *self.retry.lock().expect("retry lock"));
+        let held = self.failed_holds(fleet, &retry);
+        let now = chrono::Utc::now();
+        let backend = self.backend(fleet).await?;
+        let narrate = |line: &str| tracing::info!("{line}");
+        let reconciler = Reconciler::new(backend.as_ref(), fleet, revision, &narrate).with_memory(&self.memory);
+        let mut plan: Plan = reconciler.plan(desired).await?;
+        for (plugin, reason) in &held {
+            plan.hold(plugin, reason);
+        }
+        for change in plan.changes.clone() {
+            if let Ok(decision) = crate::model::windows::rollouts_allowed(&fleet.config.windows, &change.plugin, now) {
+                if !decision.allowed {
+                    plan.hold(&change.plugin, &decision.reason);
+                }
+            }
+        }
+        let targets: BTreeMap<String, String> = plan
+            .changes
+            .iter()
+            .filter_map(|c| fleet.plugins.get(&c.plugin).map(|p| (c.plugin.clone(), combined_hash(p))))
+            .collect();
+        let report = reconciler.apply_plan(plan).await?;
+        for r in &report.results {
+            let result = match r.result {
+                Result_::Converged => "converged",
+                Result_::RolledBack { .. } => "rolled_back",
+                Result_::Failed { .. } => "failed",
+                Result_::Skipped { .. } => "skipped",
+                Result_::Paused { .. } => "paused",
+            };
+            self.metrics.plugin_change(r.kind.verb(), result);
+        }
+        let observed = backend.observe(&fleet.config.fleet, None).await?;
+        self.record(
+            fleet,
+            revision,
+            &report,
+            &targets,
+            &observed,
+            errors,
+            &now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        )
+        .await;
+        Ok(report)
+    }
+
+    /// Plugins whose current spec already failed: hold them unless a retry was asked for.
+    fn failed_holds(&self, fleet: &Fleet, retry: &[String]) -> Vec<(String, String)> {
+        let mut held = Vec::new();
+        for (id, status) in &self.statuses {
+            let (Some(failed), Some(plugin)) = (&status.failed, fleet.plugins.get(id)) else { continue };
+            if retry.contains(id) {
+                continue;
+            }
+            if failed.spec_hash == combined_hash(plugin) {
+                held.push((
+                    id.clone(),
+                    format!(
+                        "version {} failed at {} ({}); change its spec in Git or run `plugsync rollout retry {id}`",
+                        failed.version,
+                        &failed.revision[..failed.revision.len().min(7)],
+                        failed.reason
+                    ),
+                ));
+            }
+        }
+        held
+    }
+
+    /// No valid revision was ever read: say so in `status/fleet.yaml`, touch nothing else.
+    async fn record_invalid(&mut self, fleet: &str, revision: &str, errors: &[String]) {
+        let status = status::FleetStatus {
+            fleet: fleet.to_string(),
+            revision: revision.to_string(),
+            plugins: self.statuses.iter().map(|(k, v)| (k.clone(), v.state)).collect(),
+            errors: errors.to_vec(),
+            held: Vec::new(),
+        };
+        let short = &revision[..revision.len().min(7)];
+        let first = errors.first().cloned().unwrap_or_default();
+        self.pending_status.push(status::StatusCommit {
+            message: format!("fleet {fleet}: INVALID revision {short}: {first}"),
+            files: vec![("status/fleet.yaml".into(), Some(status::render::to_yaml(&status).into_bytes()))],
+        });
+        self.push_status().await;
+    }
+
+    async fn push_status(&mut self) {
+        let cache = self.cache.clone();
+        let branch = self.status_branch.clone();
+        let commits = self.pending_status.clone();
+        match blocking(move || status::write(&cache.lock().expect("git cache lock"), &branch, &commits)).await {
+            Ok(Ok(outcome)) => {
+                self.pending_status.clear();
+                if !outcome.commits.is_empty() {
+                    tracing::info!(commits = outcome.commits.len(), retries = outcome.retries, "status pushed");
+                }
+            }
+            Ok(Err(e)) => tracing::warn!(error = %e, "status not written; kept for the next tick"),
+            Err(e) => tracing::warn!(error = %e, "status task failed; kept for the next tick"),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn record(
+        &mut self,
+        fleet: &Fleet,
+        revision: &str,
+        report: &Report,
+        targets: &BTreeMap<String, String>,
+        observed: &crate::plan::Observed,
+        errors: &[String],
+        now: &str,
+    ) {
+        let rollouts = self.memory.all();
+        let record = PassRecord {
+            fleet,
+            revision,
+            plan: &report.plan,
+            results: &report.results,
+            target_hashes: targets,
+            observed,
+            errors,
+            now,
+            rollouts: &rollouts,
+        };
+        let (statuses, commits) = status::render::pass_commits(&record, &self.statuses);
+        let mut counts: BTreeMap<String, i64> = BTreeMap::new();
+        for s in statuses.values() {
+            *counts.entry(format!("{:?}", s.state).to_uppercase()).or_default() += 1;
+        }
+        self.metrics.set_plugins(&counts.into_iter().collect::<Vec<_>>());
+        *self.shared_status.write().await = serde_json::json!({
+            "fleet": fleet.config.fleet,
+            "revision": revision,
+            "errors": errors,
+            "plugins": statuses,
+            "plan": report.plan,
+        });
+        self.statuses = statuses;
+        self.pending_status.extend(commits);
+        if self.pending_status.len() > PENDING_LIMIT {
+            // The remote has been away a while: keep the latest content of each file in one
+            // commit rather than an ever-growing queue.
+            let mut files: BTreeMap<String, Option<Vec<u8>>> = BTreeMap::new();
+            for commit in self.pending_status.drain(..) {
+                files.extend(commit.files);
+            }
+            self.pending_status.push(status::StatusCommit {
+                message: format!("fleet {}: status while the remote was unreachable", fleet.config.fleet),
+                files: files.into_iter().collect(),
+            });
+        }
+        self.push_status().await;
+    }
+}
+
+/// One hash for all of a plugin's slots: what a failed rollout is remembered by.
+pub fn combined_hash(plugin: &crate::model::Plugin) -> String {
+    slot_targets(plugin).iter().map(|t| t.hash.as_str()).collect::<Vec<_>>().join("+")
+}

@@ -1,0 +1,157 @@
+mod cli;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use plugsync::model::{self, Environment, SchemaKind};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// plugsync: GitOps for containerised plugins.
+#[derive(Parser)]
+#[command(version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check a fleet directory: schemas, references, dependencies, versions. Exit 0 valid, 1 not.
+    Validate {
+        /// Fleet directory (holding plugsync.yaml, plugins/, policies/ …).
+        #[arg(default_value = ".")]
+        path: PathBuf,
+        #[arg(long, value_enum, default_value = "text")]
+        format: cli::validate::Format,
+        /// Environment whose overlays and default policy apply (overrides plugsync.yaml).
+        #[arg(long, value_parser = parse_environment)]
+        environment: Option<Environment>,
+    },
+    /// Show what a reconcile would change on the live engine. Exit 0 no changes, 3 changes
+    /// pending, 1 invalid fleet.
+    Plan {
+        #[arg(default_value = ".")]
+        path: PathBuf,
+        #[arg(long, value_enum, default_value = "text")]
+        format: cli::apply::PlanFormat,
+        #[arg(long, value_parser = parse_environment)]
+        environment: Option<Environment>,
+        /// Docker endpoint (default: DOCKER_HOST or the local socket).
+        #[arg(long)]
+        docker_host: Option<String>,
+    },
+    /// Apply the fleet to the live engine through each plugin's strategy.
+    Reconcile {
+        #[arg(default_value = ".")]
+        path: PathBuf,
+        /// Run one pass and exit (the daemon is `plugsync run`).
+        #[arg(long, required = true)]
+        once: bool,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+        #[arg(long, value_parser = parse_environment)]
+        environment: Option<Environment>,
+        #[arg(long)]
+        docker_host: Option<String>,
+    },
+    /// Build the sample images and walk through create, rolling update and rollback on the
+    /// local Docker engine.
+    Demo {
+        /// Leave the demo fleet running instead of cleaning up.
+        #[arg(long)]
+        keep: bool,
+    },
+    /// The daemon: follow a branch, reconcile on poll/webhook/file change, record status in Git.
+    Run(cli::daemon::RunArgs),
+    /// The status branch as a table (or one plugin's status document).
+    Status {
+        plugin: Option<String>,
+        #[command(flatten)]
+        remote: cli::daemon::RemoteArgs,
+        #[arg(long, default_value = "plugsync/status")]
+        status_branch: String,
+    },
+    /// Status commits of one plugin, newest first.
+    History {
+        plugin: String,
+        #[command(flatten)]
+        remote: cli::daemon::RemoteArgs,
+        #[arg(long, default_value = "plugsync/status")]
+        status_branch: String,
+    },
+    /// Ask the running daemon to retry, promote, abort, pause or resume a plugin's rollout
+    /// (bearer token from PLUGSYNC_API_TOKEN).
+    Rollout {
+        #[arg(value_parser = ["retry", "promote", "abort", "pause", "resume"])]
+        action: String,
+        plugin: String,
+        #[arg(long, env = "PLUGSYNC_SERVER", default_value = "http://127.0.0.1:8080")]
+        server: String,
+    },
+    /// Print an embedded JSON Schema: plugin-manifest, rollout-policy, fleet-config,
+    /// environment-overlay.
+    Schema { name: String },
+}
+
+pub(crate) fn parse_environment(text: &str) -> Result<Environment, String> {
+    Environment::ALL
+        .into_iter()
+        .find(|e| e.folder().eq_ignore_ascii_case(text))
+        .ok_or_else(|| format!("found {text:?}, expected development, qa, staging or production"))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("PLUGSYNC_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Validate { path, format, environment } => {
+            let files = plugsync::source::dir::read_fleet_dir(&path)?;
+            let loaded = model::load(&files, environment);
+            print!("{}", cli::validate::render(&loaded, &path.display().to_string(), format));
+            Ok(if loaded.is_valid() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+        }
+        Command::Plan { path, format, environment, docker_host } => {
+            let local = plugsync::source::load_dir(&path, environment)?;
+            runtime()?.block_on(cli::apply::plan(&local.loaded, &local.revision, format, docker_host.as_deref()))
+        }
+        Command::Reconcile { path, once: _, json, environment, docker_host } => {
+            let local = plugsync::source::load_dir(&path, environment)?;
+            runtime()?.block_on(cli::apply::reconcile(&local.loaded, &local.revision, json, docker_host.as_deref()))
+        }
+        Command::Run(args) => runtime()?.block_on(cli::daemon::run(args)),
+        Command::Status { plugin, remote, status_branch } => {
+            cli::daemon::status(&remote, &status_branch, plugin.as_deref())
+        }
+        Command::History { plugin, remote, status_branch } => cli::daemon::history(&remote, &status_branch, &plugin),
+        Command::Rollout { action, plugin, server } => {
+            runtime()?.block_on(cli::daemon::rollout(&action, &plugin, &server))
+        }
+        Command::Demo { keep } => runtime()?.block_on(cli::demo::run(keep)),
+        Command::Schema { name } => {
+            let kind = SchemaKind::from_name(&name).with_context(|| {
+                let names: Vec<&str> = SchemaKind::ALL.iter().map(|k| k.name()).collect();
+                format!("unknown schema {name:?}; expected one of {}", names.join(", "))
+            })?;
+            print!("{}", kind.text());
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

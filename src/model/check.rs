@@ -1,0 +1,417 @@
+//! Semantic checks the schema cannot express: ids, dependencies, bindings, weights, policies.
+
+use super::document::pointer_segment;
+use super::load::{Binding, Context, FoundPlugin, Located};
+use super::manifest::PluginManifest;
+use super::policy::RolloutPolicy;
+use super::{Fleet, PolicySource};
+use std::collections::{BTreeMap, BTreeSet};
+
+pub(super) fn fleet(
+    cx: &mut Context,
+    fleet: &Fleet,
+    bindings: &BTreeMap<String, Binding>,
+    policies: &BTreeMap<String, Located<RolloutPolicy>>,
+) {
+    kubernetes_name_collisions(cx);
+    schedules(cx, &fleet.config);
+    dependencies(cx, fleet);
+    binding_versions(cx, fleet, bindings);
+    for (path, prefix, policy) in policy_sites(fleet, bindings, policies) {
+        policy_shape(cx, &path, &prefix, policy);
+    }
+}
+
+/// Cron expressions and time zones of `schedule` and `windows` in plugsync.yaml.
+fn schedules(cx: &mut Context, config: &super::FleetConfig) {
+    let Some(path) = super::load::CONFIG_NAMES.iter().find(|n| cx.docs.contains_key(**n)).copied() else { return };
+    let mut found = Vec::new();
+    if let Some(schedule) = &config.schedule {
+        if let Err(e) = super::windows::next_scheduled(schedule, chrono::DateTime::UNIX_EPOCH) {
+            found.push(
+                cx.doc_diag("cron", path, "/schedule")
+                    .found(format!("{schedule:?}"))
+                    .expected(format!("a cron expression such as \"0 3 * * *\" ({e})")),
+            );
+        }
+    }
+    for (i, window) in config.windows.iter().enumerate() {
+        if let Err(e) = super::windows::validate(std::slice::from_ref(window)) {
+            found.push(
+                cx.doc_diag("window", path, &format!("/windows/{i}"))
+                    .found(format!("{:?} for {}", window.schedule, window.duration))
+                    .expected(format!("a valid window: {e}")),
+            );
+        }
+    }
+    found.into_iter().for_each(|d| cx.push(d));
+}
+
+/// Ids that become the same Kubernetes name once `_` is `-`.
+fn kubernetes_name_collisions(cx: &mut Context) {
+    let mut by_name: BTreeMap<String, Vec<(&String, &String)>> = BTreeMap::new();
+    for (id, paths) in &cx.ids_seen {
+        if let Some(path) = paths.first() {
+            by_name.entry(id.replace('_', "-")).or_default().push((id, path));
+        }
+    }
+    let mut found = Vec::new();
+    for (name, ids) in by_name.iter().filter(|(_, ids)| ids.len() > 1) {
+        let (id, path) = ids[1];
+        let (other_id, other_path) = ids[0];
+        found.push(
+            cx.doc_diag("id-collision", path, "/id")
+                .found(format!("id {id:?}, which as a Kubernetes name is {name:?} like {other_id:?} in {other_path}"))
+                .expected("ids that stay distinct when '_' becomes '-'"),
+        );
+    }
+    found.into_iter().for_each(|d| cx.push(d));
+}
+
+fn dependencies(cx: &mut Context, fleet: &Fleet) {
+    let mut found = Vec::new();
+    for plugin in fleet.plugins.values() {
+        for (i, dep) in plugin.manifest.depends_on.iter().enumerate() {
+            let pointer = format!("/dependsOn/{i}");
+            if dep == &plugin.id {
+                found.push(
+                    cx.doc_diag("dependency-cycle", &plugin.source, &pointer)
+                        .found(format!("{dep:?} depends on itself"))
+                        .expected("the id of another plugin"),
+                );
+            } else if !cx.ids_seen.contains_key(dep) {
+                let hint = cx.ids_seen.keys().find(|k| super::load::similar(dep, k));
+                found.push(
+                    cx.doc_diag("unknown-dependency", &plugin.source, &pointer)
+                        .found(format!("{dep:?}, which no manifest declares"))
+                        .expected(match hint {
+                            Some(h) => format!("the id of a plugin in this fleet — did you mean {h:?}?"),
+                            None => "the id of a plugin in this fleet".into(),
+                        }),
+                );
+            }
+        }
+    }
+    for cycle in cycles(fleet) {
+        let first = &fleet.plugins[&cycle[0]];
+        let index = first.manifest.depends_on.iter().position(|d| *d == cycle[1]).unwrap_or(0);
+        let mut names = cycle.clone();
+        names.push(cycle[0].clone());
+        found.push(
+            cx.doc_diag("dependency-cycle", &first.source, &format!("/dependsOn/{index}"))
+                .found(format!("the cycle {}", names.join(" → ")))
+                .expected("dependencies without cycles"),
+        );
+    }
+    found.into_iter().for_each(|d| cx.push(d));
+}
+
+/// Every cycle found by depth-first search, each reported once (rotated so it starts at its
+/// smallest id). Iterative: a chain of tens of thousands of plugins must not overflow a stack.
+pub fn cycles(fleet: &Fleet) -> Vec<Vec<String>> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mark {
+        Active,
+        Done,
+    }
+    let deps = |id: &str| -> Vec<&String> {
+        fleet
+            .plugins
+            .get(id)
+            .map(|p| p.manifest.depends_on.iter().filter(|d| fleet.plugins.contains_key(*d) && *d != id).collect())
+            .unwrap_or_default()
+    };
+    let mut marks: BTreeMap<&str, Mark> = BTreeMap::new();
+    let mut out = BTreeSet::new();
+    for root in fleet.plugins.keys() {
+        if marks.contains_key(root.as_str()) {
+            continue;
+        }
+        // Stack of (node, index of the next dependency to visit); `path` mirrors it.
+        let mut stack: Vec<(&str, usize)> = vec![(root.as_str(), 0)];
+        let mut path: Vec<&str> = vec![root.as_str()];
+        marks.insert(root.as_str(), Mark::Active);
+        while let Some((node, next)) = stack.last_mut() {
+            let children = deps(node);
+            if let Some(dep) = children.get(*next) {
+                *next += 1;
+                match marks.get(dep.as_str()) {
+                    Some(Mark::Active) => {
+                        let start = path.iter().position(|p| *p == dep.as_str()).unwrap_or(0);
+                        let mut cycle: Vec<String> = path[start..].iter().map(|s| s.to_string()).collect();
+                        let min = cycle.iter().enumerate().min_by_key(|(_, s)| *s).map(|(i, _)| i);
+                        cycle.rotate_left(min.unwrap_or(0));
+                        out.insert(cycle);
+                    }
+                    Some(Mark::Done) => {}
+                    None => {
+                        marks.insert(dep.as_str(), Mark::Active);
+                        stack.push((dep.as_str(), 0));
+                        path.push(dep.as_str());
+                    }
+                }
+            } else {
+                marks.insert(node, Mark::Done);
+                stack.pop();
+                path.pop();
+            }
+        }
+    }
+    out.into_iter().collect()
+}
+
+fn binding_versions(cx: &mut Context, fleet: &Fleet, bindings: &BTreeMap<String, Binding>) {
+    let mut found = Vec::new();
+    for (id, binding) in bindings {
+        let Some(plugin) = fleet.plugins.get(id) else {
+            if !cx.ids_seen.contains_key(id) {
+                found.push(
+                    cx.doc_diag("unknown-plugin", &binding.path, "/pluginId")
+                        .found(format!("pluginId {id:?}, which no manifest declares"))
+                        .expected("the id of a plugin in this fleet"),
+                );
+            }
+            continue;
+        };
+        let bare = |v: &str| v.trim_start_matches('v').to_string();
+        let declared: BTreeSet<String> = plugin.versions().into_iter().map(bare).collect();
+        let version_of = |m: &PluginManifest, path: &str| format!("{} in {path}", m.version);
+        let in_manifests = {
+            let mut v = vec![version_of(&plugin.manifest, &plugin.source)];
+            if let Some(c) = &plugin.canary {
+                v.push(version_of(&c.manifest, &c.source));
+            }
+            v.join(" and ")
+        };
+        if let Some(v) = &binding.policy.version {
+            if !declared.contains(&bare(v)) {
+                found.push(
+                    cx.doc_diag("version-mismatch", &binding.path, "/version")
+                        .found(format!("version {v} in {}", binding.path))
+                        .expected(format!("the manifest's version: {in_manifests}")),
+                );
+            }
+        }
+        if let Some(vs) = &binding.policy.versions {
+            let listed: BTreeSet<String> = vs.iter().map(|v| bare(v)).collect();
+            if listed != declared {
+                found.push(
+                    cx.doc_diag("version-mismatch", &binding.path, "/versions")
+                        .found(format!("versions {} in {}", vs.join(", "), binding.path))
+                        .expected(format!("exactly the manifests' versions: {in_manifests}")),
+                );
+            }
+        }
+    }
+    found.into_iter().for_each(|d| cx.push(d));
+}
+
+/// Every rollout policy written in the repo, with its file and JSON pointer prefix.
+fn policy_sites<'a>(
+    fleet: &'a Fleet,
+    bindings: &'a BTreeMap<String, Binding>,
+    policies: &'a BTreeMap<String, Located<RolloutPolicy>>,
+) -> Vec<(String, String, &'a RolloutPolicy)> {
+    let mut sites: Vec<(String, String, &RolloutPolicy)> = Vec::new();
+    for p in policies.values() {
+        sites.push((p.path.clone(), String::new(), &p.value));
+    }
+    for b in bindings.values() {
+        sites.push((b.path.clone(), String::new(), &b.policy));
+    }
+    for plugin in fleet.plugins.values() {
+        if let (PolicySource::Inline(path), Some(policy)) = (&plugin.policy_source, &plugin.manifest.rollout) {
+            sites.push((path.clone(), "/rollout".into(), policy));
+        }
+    }
+    sites
+}
+
+fn policy_shape(cx: &mut Context, path: &str, prefix: &str, policy: &RolloutPolicy) {
+    let at = |field: &str| format!("{prefix}/{field}");
+    let mut found = Vec::new();
+    if let Some(c) = &policy.canary_config {
+        if let Some(steps) = &c.steps {
+            if let Some(i) = (1..steps.len()).find(|&i| steps[i] <= steps[i - 1]) {
+                found.push(
+                    cx.doc_diag("canary-steps", path, &at(&format!("canaryConfig/steps/{i}")))
+                        .found(format!("step {} after {}", steps[i], steps[i - 1]))
+                        .expected("strictly increasing percentages"),
+                );
+            }
+        }
+    }
+    if let Some(bg) = &policy.blue_green_config {
+        if let Some(steps) = &bg.gradual_steps {
+            if let Some(i) = (1..steps.len()).find(|&i| steps[i] <= steps[i - 1]) {
+                found.push(
+                    cx.doc_diag("gradual-steps", path, &at(&format!("blueGreenConfig/gradualSteps/{i}")))
+                        .found(format!("step {} after {}", steps[i], steps[i - 1]))
+                        .expected("strictly increasing percentages"),
+                );
+            }
+        }
+    }
+    for (config, thresholds) in [
+        ("canaryConfig", policy.canary_config.as_ref().map(|c| &c.thresholds)),
+        ("blueGreenConfig", policy.blue_green_config.as_ref().map(|c| &c.thresholds)),
+    ] {
+        if let Some(rate) = thresholds.and_then(|t| t.min_success_rate).filter(|r| *r > 0.0 && *r < 1.0) {
+            found.push(
+                cx.doc_diag("percent-not-fraction", path, &at(&format!("{config}/thresholds/minSuccessRate")))
+                    .found(format!("{rate}, which reads as {rate} % (a fraction?)"))
+                    .expected(format!("a percentage: {} for {rate} as a fraction", rate * 100.0))
+                    .as_warning(),
+            );
+        }
+    }
+    if let Some(ab) = &policy.ab_config {
+        if ab.winner_threshold > 0.0 && ab.winner_threshold < 1.0 {
+            found.push(
+                cx.doc_diag("percent-not-fraction", path, &at("abConfig/winnerThreshold"))
+                    .found(format!("{}, which reads as {} % (a fraction?)", ab.winner_threshold, ab.winner_threshold))
+                    .expected(format!(
+                        "a percentage: {} for {} as a fraction",
+                        ab.winner_threshold * 100.0,
+                        ab.winner_threshold
+                    ))
+                    .as_warning(),
+            );
+        }
+        let sum = ab.traffic_split.a + ab.traffic_split.b;
+        if (sum - 100.0).abs() > 1e-9 {
+            found.push(
+                cx.doc_diag("traffic-split", path, &at("abConfig/trafficSplit"))
+                    .found(format!("A {} + B {} = {sum}", ab.traffic_split.a, ab.traffic_split.b))
+                    .expected("A + B = 100"),
+            );
+        }
+        let analysis = policy.analysis.clone().unwrap_or_default();
+        for (i, metric) in ab.decision_metrics.iter().enumerate() {
+            if !analysis.provides(metric) {
+                let sources = match (&analysis.builtin, &analysis.prometheus) {
+                    (true, Some(p)) => format!(
+                        "a built-in metric (latency, errorRate, successRate, throughput) or a Prometheus query name ({})",
+                        p.queries.keys().cloned().collect::<Vec<_>>().join(", ")
+                    ),
+                    (true, None) => "a built-in metric: latency, errorRate, successRate or throughput (or add analysis.prometheus.queries for it)".into(),
+                    (false, Some(p)) => format!("a Prometheus query name: {}", p.queries.keys().cloned().collect::<Vec<_>>().join(", ")),
+                    (false, None) => "an analysis source (analysis.builtin is false and no prometheus is set)".into(),
+                };
+                found.push(
+                    cx.doc_diag("unprovided-metric", path, &at(&format!("abConfig/decisionMetrics/{i}")))
+                        .found(format!("{metric:?}, which no analysis source provides"))
+                        .expected(sources),
+                );
+            }
+        }
+    }
+    if let Some(strategy) = policy.strategy {
+        let configs = [
+            ("canaryConfig", policy.canary_config.is_some(), super::Strategy::Canary),
+            ("blueGreenConfig", policy.blue_green_config.is_some(), super::Strategy::BlueGreen),
+            ("abConfig", policy.ab_config.is_some(), super::Strategy::ABTesting),
+        ];
+        for (name, present, owner) in configs {
+            if present && owner != strategy {
+                found.push(
+                    cx.doc_diag("unused-config", path, &at(&pointer_segment(name)))
+                        .found(format!("{name} with strategy {strategy}"))
+                        .expected(format!("{name} only with strategy {owner} (it is ignored)"))
+                        .as_warning(),
+                );
+            }
+        }
+    }
+    found.into_iter().for_each(|d| cx.push(d));
+}
+
+/// Versioned folders (BotMatrix): one is a plain plugin; two are a fixed-weight canary whose
+/// weights must make sense.
+pub(super) fn versioned_weights(
+    cx: &mut Context,
+    base: &str,
+    mut versions: Vec<Located<PluginManifest>>,
+) -> Option<FoundPlugin> {
+    versions.sort_by_key(|a| version_key(&a.value.version));
+    let weight_error = |cx: &Context, m: &Located<PluginManifest>, found: String, expected: &str| {
+        cx.doc_diag("canary-weight", &m.path, "/canary_weight").found(found).expected(expected)
+    };
+    match versions.len() {
+        0 => None,
+        1 => {
+            let only = versions.remove(0);
+            if let Some(w) = only.value.canary_weight.filter(|w| (*w - 100.0).abs() > 1e-9) {
+                let d = weight_error(
+                    cx,
+                    &only,
+                    format!("canary_weight {w} on the only version"),
+                    "no canary_weight, or 100, when one version folder exists",
+                );
+                cx.push(d);
+                return None;
+            }
+            Some(Context::versioned_result(only, None))
+        }
+        2 => {
+            let canary = versions.remove(1);
+            let stable = versions.remove(0);
+            if stable.value.id != canary.value.id {
+                let d = cx
+                    .doc_diag("versioned-id", &canary.path, "/id")
+                    .found(format!("id {:?} beside {:?} in {}", canary.value.id, stable.value.id, stable.path))
+                    .expected("the same id in every version folder of a plugin");
+                cx.push(d);
+                return None;
+            }
+            let (ws, wc) = (stable.value.canary_weight, canary.value.canary_weight);
+            let (stable_w, canary_w) = match (ws, wc) {
+                (Some(s), Some(c)) => (s, c),
+                (Some(s), None) => (s, 100.0 - s),
+                (None, Some(c)) => (100.0 - c, c),
+                (None, None) => {
+                    let d = weight_error(
+                        cx,
+                        &canary,
+                        "two version folders without canary_weight".into(),
+                        "canary_weight on the newer version (e.g. 10) to say how much traffic it gets",
+                    );
+                    cx.push(d);
+                    return None;
+                }
+            };
+            if !(0.0..=100.0).contains(&stable_w)
+                || !(0.0..=100.0).contains(&canary_w)
+                || (stable_w + canary_w - 100.0).abs() > 1e-9
+            {
+                let d = weight_error(
+                    cx,
+                    &canary,
+                    format!(
+                        "weights {stable_w} ({}) + {canary_w} ({}) = {}",
+                        stable.value.version,
+                        canary.value.version,
+                        stable_w + canary_w
+                    ),
+                    "two weights between 0 and 100 that add up to 100",
+                );
+                cx.push(d);
+                return None;
+            }
+            Some(Context::versioned_result(stable, Some((canary, canary_w, stable_w))))
+        }
+        n => {
+            let list: Vec<&str> = versions.iter().map(|v| v.path.as_str()).collect();
+            cx.push(
+                super::Diagnostic::error("manifest-count", format!("{base}/"))
+                    .found(format!("{n} version folders: {}", list.join(", ")))
+                    .expected("one version folder, or two for a weighted canary"),
+            );
+            None
+        }
+    }
+}
+
+fn version_key(v: &str) -> Option<semver::Version> {
+    semver::Version::parse(v.trim_start_matches('v')).ok()
+}

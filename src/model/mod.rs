@@ -1,0 +1,119 @@
+//! The fleet model: manifests, rollout policies and fleet config, parsed and checked.
+//! Pure: it reads bytes it is given and never touches disk, network or clock.
+
+mod check;
+pub mod config;
+pub mod diagnostic;
+pub mod document;
+pub mod duration;
+pub mod load;
+pub mod manifest;
+pub mod policy;
+mod prepare;
+pub mod quantity;
+pub mod schema;
+pub mod windows;
+
+pub use check::cycles;
+pub use config::{BackendKind, FleetConfig};
+pub use diagnostic::{Diagnostic, Severity};
+pub use duration::Span;
+pub use load::{load, FileSet, Loaded};
+pub use manifest::{DriftMode, PluginManifest, Resources, SecretSource};
+pub use policy::{Environment, RolloutPolicy, Strategy};
+pub use quantity::{Cpu, Memory};
+pub use schema::SchemaKind;
+
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// The desired state of a fleet at one revision.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Fleet {
+    pub config: FleetConfig,
+    pub plugins: BTreeMap<String, Plugin>,
+}
+
+/// One plugin as the fleet wants it: manifest with the environment overlay applied, and the
+/// rollout policy that governs changes to it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Plugin {
+    pub id: String,
+    pub manifest: PluginManifest,
+    /// Manifest file, relative to the fleet root.
+    pub source: String,
+    /// BotMatrix-style second version folder: a canary held at a fixed weight.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub canary: Option<FixedCanary>,
+    /// Weight of `manifest` when `canary` is set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stable_weight: Option<f64>,
+    pub policy: RolloutPolicy,
+    pub policy_source: PolicySource,
+    pub strategy: Strategy,
+}
+
+impl Plugin {
+    /// Every version the manifests declare (one, or two with a fixed canary).
+    pub fn versions(&self) -> Vec<&str> {
+        let mut v = vec![self.manifest.version.as_str()];
+        if let Some(c) = &self.canary {
+            v.push(c.manifest.version.as_str());
+        }
+        v
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FixedCanary {
+    pub manifest: PluginManifest,
+    pub source: String,
+    pub weight: f64,
+}
+
+/// Where a plugin's rollout policy came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", content = "from", rename_all = "lowercase")]
+pub enum PolicySource {
+    Inline(String),
+    Binding(String),
+    Named(String, String),
+    Default(Environment),
+}
+
+impl fmt::Display for PolicySource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PolicySource::Inline(path) => write!(f, "inline rollout in {path}"),
+            PolicySource::Binding(path) => write!(f, "binding {path}"),
+            PolicySource::Named(name, path) => write!(f, "policy {name} ({path})"),
+            PolicySource::Default(env) => write!(f, "default for {env:?}"),
+        }
+    }
+}
+
+/// The built-in policy for an environment (`policy/defaults/<env>.yaml`, embedded).
+pub fn default_policy(env: Environment) -> RolloutPolicy {
+    let text = match env {
+        Environment::Development => include_str!("../../policy/defaults/development.yaml"),
+        Environment::QA => include_str!("../../policy/defaults/qa.yaml"),
+        Environment::Staging => include_str!("../../policy/defaults/staging.yaml"),
+        Environment::Production => include_str!("../../policy/defaults/production.yaml"),
+    };
+    // Embedded and covered by tests; a broken default is a build defect.
+    serde_saphyr::from_str(text).expect("built-in default policy parses")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_policies_parse_and_match_their_environment() {
+        for env in Environment::ALL {
+            let p = default_policy(env);
+            assert_eq!(p.effective_strategy(None), env.default_strategy(), "{env:?}");
+        }
+    }
+}

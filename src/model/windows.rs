@@ -1,0 +1,377 @@
+//! Sync windows and schedules, pure: the caller passes `now`.
+//!
+//! Argo CD semantics: a window is active from each occurrence of its cron `schedule` for
+//! `duration`. Windows with a `plugins` list apply only to those plugins (`*` wildcards allowed).
+//! An active deny window blocks; if allow windows apply, rollouts happen only while one of them
+//! is active; deny wins over allow; with no applicable window, rollouts are allowed.
+
+use crate::model::config::{SyncWindow, WindowKind};
+use chrono::{DateTime, FixedOffset, TimeDelta, Utc};
+use croner::Cron;
+use std::str::FromStr;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WindowDecision {
+    pub allowed: bool,
+    /// For people: which window decided, and until when.
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WindowError {
+    #[error("invalid cron expression '{expr}': {message}")]
+    Cron { expr: String, message: String },
+    #[error("sync window '{schedule}' has a zero duration")]
+    ZeroDuration { schedule: String },
+    #[error(
+        "unsupported time zone '{zone}' in sync window '{schedule}': use UTC or a fixed offset \
+         such as +02:00"
+    )]
+    TimeZone { zone: String, schedule: String },
+}
+
+fn parse_cron(expr: &str) -> Result<Cron, WindowError> {
+    Cron::from_str(expr.trim()).map_err(|e| WindowError::Cron { expr: expr.to_string(), message: e.to_string() })
+}
+
+fn cron_error(expr: &str, e: croner::errors::CronError) -> WindowError {
+    WindowError::Cron { expr: expr.to_string(), message: e.to_string() }
+}
+
+/// `UTC`, `Etc/UTC`, `Z`, `GMT`, or a fixed offset `+02:00` / `-0530` / `UTC+2`.
+fn parse_zone(zone: Option<&str>, schedule: &str) -> Result<FixedOffset, WindowError> {
+    let utc = FixedOffset::east_opt(0).expect("zero offset");
+    let Some(zone) = zone.map(str::trim).filter(|z| !z.is_empty()) else {
+        return Ok(utc);
+    };
+    let bad = || WindowError::TimeZone { zone: zone.to_string(), schedule: schedule.to_string() };
+    let upper = zone.to_ascii_uppercase();
+    if matches!(upper.as_str(), "UTC" | "Z" | "GMT" | "ETC/UTC" | "ETC/GMT" | "UCT" | "ZULU") {
+        return Ok(utc);
+    }
+    let offset = upper.strip_prefix("UTC").or_else(|| upper.strip_prefix("GMT")).unwrap_or(&upper);
+    let (sign, rest) = match offset.as_bytes().first() {
+        Some(b'+') => (1, &offset[1..]),
+        Some(b'-') => (-1, &offset[1..]),
+        _ => return Err(bad()),
+    };
+    let (h, m) = match rest.split_once(':') {
+        Some((h, m)) => (h, m),
+        None if rest.len() == 4 => rest.split_at(2),
+        None => (rest, "0"),
+    };
+    let (h, m): (i32, i32) = (h.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
+    if !(0..=14).contains(&h) || !(0..60).contains(&m) {
+        return Err(bad());
+    }
+    FixedOffset::east_opt(sign * (h * 3600 + m * 60)).ok_or_else(bad)
+}
+
+/// `crm` matches `crm`; `*` matches any run of characters (`crm-*`, `*`).
+fn glob_match(pattern: &str, name: &str) -> bool {
+    let (p, n) = (pattern.as_bytes(), name.as_bytes());
+    let (mut pi, mut ni) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ni < n.len() {
+        if pi < p.len() && p[pi] == b'*' {
+            star = Some((pi, ni));
+            pi += 1;
+        } else if pi < p.len() && p[pi] == n[ni] {
+            pi += 1;
+            ni += 1;
+        } else if let Some((sp, sn)) = star {
+            pi = sp + 1;
+            ni = sn + 1;
+            star = Some((sp, sn + 1));
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|c| *c == b'*')
+}
+
+fn applies(window: &SyncWindow, plugin: &str) -> bool {
+    window.plugins.is_empty() || window.plugins.iter().any(|p| glob_match(p, plugin))
+}
+
+/// `60h`, `1h30m`, `45m`, `90s`.
+fn human_duration(d: std::time::Duration) -> String {
+    let secs = d.as_secs();
+    let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
+    let mut out = String::new();
+    if h > 0 {
+        out.push_str(&format!("{h}h"));
+    }
+    if m > 0 {
+        out.push_str(&format!("{m}m"));
+    }
+    if s > 0 || out.is_empty() {
+        out.push_str(&format!("{s}s"));
+    }
+    out
+}
+
+fn stamp(t: DateTime<Utc>) -> String {
+    use chrono::Timelike;
+    if t.second() == 0 {
+        t.format("%Y-%m-%dT%H:%MZ").to_string()
+    } else {
+        t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+    }
+}
+
+fn describe(window: &SyncWindow) -> String {
+    let kind = match window.kind {
+        WindowKind::Allow => "allow",
+        WindowKind::Deny => "deny",
+    };
+    let zone = match window.time_zone.as_deref().map(str::trim) {
+        Some(z) if !z.is_empty() && !z.eq_ignore_ascii_case("utc") => format!(" ({z})"),
+        _ => String::new(),
+    };
+    format!("{kind} window '{}'{zone} for {}", window.schedule.trim(), human_duration(window.duration.as_duration()))
+}
+
+/// One window, parsed.
+struct Parsed<'w> {
+    window: &'w SyncWindow,
+    cron: Cron,
+    zone: FixedOffset,
+    duration: TimeDelta,
+}
+
+fn parse_window(window: &SyncWindow) -> Result<Parsed<'_>, WindowError> {
+    let cron = parse_cron(&window.schedule)?;
+    let zone = parse_zone(window.time_zone.as_deref(), &window.schedule)?;
+    let duration =
+        TimeDelta::from_std(window.duration.as_duration()).unwrap_or(TimeDelta::MAX).min(TimeDelta::days(3650));
+    if duration <= TimeDelta::zero() {
+        return Err(WindowError::ZeroDuration { schedule: window.schedule.clone() });
+    }
+    Ok(Parsed { window, cron, zone, duration })
+}
+
+impl Parsed<'_> {
+    /// `Some(end)` when `now` lies in [occurrence, occurrence + duration) for some occurrence.
+    /// The latest occurrence at or before `now` has the latest end, so it is the one to check.
+    fn active_until(&self, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>, WindowError> {
+        let local = now.with_timezone(&self.zone);
+        match self.cron.find_previous_occurrence(&local, true) {
+            Ok(start) => {
+                let end = start.with_timezone(&Utc) + self.duration;
+                Ok((now < end).then_some(end))
+            }
+            // No occurrence within croner's search horizon: never active.
+            Err(croner::errors::CronError::TimeSearchLimitExceeded) => Ok(None),
+            Err(e) => Err(cron_error(&self.window.schedule, e)),
+        }
+    }
+
+    fn next_start(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let local = now.with_timezone(&self.zone);
+        self.cron.find_next_occurrence(&local, false).ok().map(|t| t.with_timezone(&Utc))
+    }
+}
+
+/// Checks every window's cron, time zone and duration (for `plugsync validate`).
+pub fn validate(windows: &[SyncWindow]) -> Result<(), WindowError> {
+    windows.iter().try_for_each(|w| parse_window(w).map(|_| ()))
+}
+
+/// May `plugin` roll out at `now`?
+pub fn rollouts_allowed(
+    windows: &[SyncWindow],
+    plugin: &str,
+    now: DateTime<Utc>,
+) -> Result<WindowDecision, WindowError> {
+    // Parse them all, so a broken window is reported even when it does not apply to this plugin.
+    let parsed = windows.iter().map(parse_window).collect::<Result<Vec<_>, _>>()?;
+    let applicable: Vec<&Parsed> = parsed.iter().filter(|p| applies(p.window, plugin)).collect();
+
+    let mut deny: Option<(&Parsed, DateTime<Utc>)> = None;
+    let mut allow: Option<(&Parsed, DateTime<Utc>)> = None;
+    let mut any_allow = false;
+    for p in &applicable {
+        let active = p.active_until(now)?;
+        match p.window.kind {
+            WindowKind::Deny => {
+                if let Some(end) = active {
+                    // Name the deny window that blocks longest.
+                    if deny.is_none_or(|(_, e)| end > e) {
+                        deny = Some((p, end));
+                    }
+                }
+            }
+            WindowKind::Allow => {
+                any_allow = true;
+                if let Some(end) = active {
+                    if allow.is_none_or(|(_, e)| end > e) {
+                        allow = Some((p, end));
+                    }
+                }
+            }
+        }
+    }
+
+    if let Some((p, end)) = deny {
+        return Ok(WindowDecision {
+            allowed: false,
+            reason: format!("{} active until {}", describe(p.window), stamp(end)),
+        });
+    }
+    if let Some((p, end)) = allow {
+        return Ok(WindowDecision {
+            allowed: true,
+            reason: format!("{} active until {}", describe(p.window), stamp(end)),
+        });
+    }
+    if any_allow {
+        let next = applicable
+            .iter()
+            .filter(|p| p.window.kind == WindowKind::Allow)
+            .filter_map(|p| p.next_start(now).map(|t| (p, t)))
+            .min_by_key(|(_, t)| *t);
+        let reason = match next {
+            Some((p, t)) => {
+                format!("outside allow windows; next: {} opens at {}", describe(p.window), stamp(t))
+            }
+            None => "outside allow windows; none opens again".to_string(),
+        };
+        return Ok(WindowDecision { allowed: false, reason });
+    }
+    Ok(WindowDecision { allowed: true, reason: "no sync window applies".to_string() })
+}
+
+/// The next run of the fleet's `schedule` cron strictly after `after` (UTC).
+pub fn next_scheduled(schedule: &str, after: DateTime<Utc>) -> Result<DateTime<Utc>, WindowError> {
+    parse_cron(schedule)?.find_next_occurrence(&after, false).map_err(|e| cron_error(schedule, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::duration::Span;
+
+    fn at(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&Utc)
+    }
+
+    fn win(kind: WindowKind, schedule: &str, duration: &str, plugins: &[&str]) -> SyncWindow {
+        SyncWindow {
+            kind,
+            schedule: schedule.into(),
+            duration: Span::parse(duration).unwrap(),
+            plugins: plugins.iter().map(|p| p.to_string()).collect(),
+            time_zone: None,
+        }
+    }
+
+    use WindowKind::{Allow, Deny};
+
+    #[test]
+    fn decisions() {
+        // 2026-11-27 is a Friday, 2026-11-30 a Monday.
+        let weekend = win(Deny, "0 17 * * 5", "60h", &[]);
+        let nights = win(Allow, "0 22 * * *", "8h", &[]);
+        let crm_only = win(Deny, "0 9 * * 1-5", "8h", &["crm"]);
+        let billing_glob = win(Allow, "0 12 * * *", "1h", &["billing-*"]);
+        /// (name, windows, plugin, now, allowed, part of the reason)
+        type Case<'a> = (&'a str, Vec<SyncWindow>, &'a str, &'a str, bool, &'a str);
+        #[rustfmt::skip]
+        let cases: Vec<Case> = vec![
+            ("no windows", vec![], "crm", "2026-11-27T18:00:00Z", true, "no sync window applies"),
+            ("before weekend freeze", vec![weekend.clone()], "crm", "2026-11-27T16:59:59Z", true, "no sync window applies"),
+            ("freeze starts (inclusive)", vec![weekend.clone()], "crm", "2026-11-27T17:00:00Z", false,
+                "deny window '0 17 * * 5' for 60h active until 2026-11-30T05:00Z"),
+            ("saturday across midnight", vec![weekend.clone()], "crm", "2026-11-28T23:30:00Z", false, "until 2026-11-30T05:00Z"),
+            ("monday early", vec![weekend.clone()], "crm", "2026-11-30T04:59:59Z", false, "until 2026-11-30T05:00Z"),
+            ("freeze ends (exclusive)", vec![weekend.clone()], "crm", "2026-11-30T05:00:00Z", true, "no sync window applies"),
+            ("allow-only, inside across midnight", vec![nights.clone()], "crm", "2026-11-25T02:00:00Z", true,
+                "allow window '0 22 * * *' for 8h active until 2026-11-25T06:00Z"),
+            ("allow-only, outside", vec![nights.clone()], "crm", "2026-11-25T12:00:00Z", false,
+                "outside allow windows; next: allow window '0 22 * * *' for 8h opens at 2026-11-25T22:00Z"),
+            ("deny beats allow", vec![nights.clone(), weekend.clone()], "crm", "2026-11-27T23:00:00Z", false, "deny window '0 17 * * 5'"),
+            ("allow after deny over", vec![nights.clone(), weekend.clone()], "crm", "2026-11-30T23:00:00Z", true, "allow window"),
+            ("scoped deny hits crm", vec![crm_only.clone()], "crm", "2026-11-25T10:00:00Z", false, "until 2026-11-25T17:00Z"),
+            ("scoped deny spares billing", vec![crm_only.clone()], "billing", "2026-11-25T10:00:00Z", true, "no sync window applies"),
+            ("scoped deny off on saturday", vec![crm_only.clone()], "crm", "2026-11-28T10:00:00Z", true, "no sync window applies"),
+            ("glob allow blocks billing-eu", vec![billing_glob.clone()], "billing-eu", "2026-11-25T10:00:00Z", false, "opens at 2026-11-25T12:00Z"),
+            ("glob allow open for billing-eu", vec![billing_glob.clone()], "billing-eu", "2026-11-25T12:30:00Z", true, "until 2026-11-25T13:00Z"),
+            ("glob allow ignores crm", vec![billing_glob.clone()], "crm", "2026-11-25T10:00:00Z", true, "no sync window applies"),
+        ];
+        for (name, windows, plugin, now, allowed, reason) in cases {
+            let d = rollouts_allowed(&windows, plugin, at(now)).unwrap();
+            assert_eq!(d.allowed, allowed, "{name}: {}", d.reason);
+            assert!(d.reason.contains(reason), "{name}: {:?} lacks {reason:?}", d.reason);
+        }
+    }
+
+    #[test]
+    fn overlapping_occurrences_use_the_latest_start() {
+        // Every hour for 90 minutes: always active, until 90 min after the latest start.
+        let w = win(Deny, "0 * * * *", "90m", &[]);
+        let d = rollouts_allowed(&[w], "crm", at("2026-11-25T10:10:00Z")).unwrap();
+        assert!(!d.allowed);
+        assert!(d.reason.ends_with("until 2026-11-25T11:30Z"), "{}", d.reason);
+    }
+
+    #[test]
+    fn time_zones() {
+        let mut w = win(Deny, "0 17 * * 5", "2h", &[]);
+        w.time_zone = Some("+02:00".into());
+        // 17:00 at +02:00 is 15:00Z.
+        assert!(!rollouts_allowed(&[w.clone()], "crm", at("2026-11-27T15:30:00Z")).unwrap().allowed);
+        assert!(rollouts_allowed(&[w.clone()], "crm", at("2026-11-27T17:30:00Z")).unwrap().allowed);
+        w.time_zone = Some("UTC".into());
+        assert!(!rollouts_allowed(&[w.clone()], "crm", at("2026-11-27T17:30:00Z")).unwrap().allowed);
+        w.time_zone = Some("Europe/Berlin".into());
+        let err = rollouts_allowed(&[w], "crm", at("2026-11-27T17:30:00Z")).unwrap_err();
+        assert!(err.to_string().contains("Europe/Berlin"), "{err}");
+        for (zone, secs) in [("-0530", -19800), ("UTC+2", 7200), ("GMT-3", -10800), ("Z", 0)] {
+            assert_eq!(parse_zone(Some(zone), "x").unwrap().local_minus_utc(), secs, "{zone}");
+        }
+        assert!(parse_zone(Some("+15:00"), "x").is_err());
+    }
+
+    #[test]
+    fn errors_name_the_expression() {
+        let bad = win(Deny, "61 * * * *", "1h", &["other"]);
+        let err = rollouts_allowed(std::slice::from_ref(&bad), "crm", at("2026-11-25T10:00:00Z")).unwrap_err();
+        assert!(err.to_string().contains("'61 * * * *'"), "{err}");
+        assert!(validate(&[bad]).is_err());
+        let zero = win(Deny, "0 * * * *", "0s", &[]);
+        assert!(matches!(validate(&[zero]), Err(WindowError::ZeroDuration { .. })));
+        let err = next_scheduled("not a cron", at("2026-11-25T10:00:00Z")).unwrap_err();
+        assert!(err.to_string().contains("'not a cron'"), "{err}");
+        assert!(validate(&[win(Allow, "*/15 9-17 * * MON-FRI", "10m", &[])]).is_ok());
+    }
+
+    #[test]
+    fn next_scheduled_is_strictly_after() {
+        for (schedule, after, want) in [
+            ("0 3 * * *", "2026-11-25T02:59:59Z", "2026-11-25T03:00:00Z"),
+            ("0 3 * * *", "2026-11-25T03:00:00Z", "2026-11-26T03:00:00Z"),
+            ("*/15 * * * *", "2026-11-25T10:07:00Z", "2026-11-25T10:15:00Z"),
+            ("0 17 * * 5", "2026-11-28T00:00:00Z", "2026-12-04T17:00:00Z"),
+            ("0 0 1 1 *", "2026-11-25T00:00:00Z", "2027-01-01T00:00:00Z"),
+        ] {
+            assert_eq!(next_scheduled(schedule, at(after)).unwrap(), at(want), "{schedule} after {after}");
+        }
+    }
+
+    #[test]
+    fn globs() {
+        for (p, n, want) in [
+            ("crm", "crm", true),
+            ("crm", "crm2", false),
+            ("*", "anything", true),
+            ("billing-*", "billing-eu", true),
+            ("billing-*", "billing", false),
+            ("*-eu", "billing-eu", true),
+            ("a*b*c", "aXXbYYc", true),
+            ("a*b*c", "aXXbYY", false),
+        ] {
+            assert_eq!(glob_match(p, n), want, "{p} vs {n}");
+        }
+    }
+}

@@ -1,0 +1,366 @@
+//! One reconcile pass: observe, plan, and drive every change through its plugin's strategy,
+//! dependencies first, independent plugins in parallel, one failure never aborting the others.
+
+pub mod analyst;
+mod memory;
+
+pub use memory::RolloutMemory;
+
+use crate::backend::probe;
+use crate::backend::{Backend, BackendError, SecretValues, StartRequest};
+use crate::model::{Fleet, Plugin, SecretSource};
+use crate::plan::{self, Change, ChangeKind, DesiredHealth, Instance, Plan, Slot, SlotTarget};
+use crate::strategy::{self, Action, Outcome, StepInput};
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+use tracing::Instrument;
+
+/// How one plugin's change ended.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "result", rename_all = "camelCase")]
+pub enum Result_ {
+    Converged,
+    RolledBack {
+        reason: String,
+    },
+    Failed {
+        reason: String,
+    },
+    Skipped {
+        reason: String,
+    },
+    /// A progressive rollout waits for a person.
+    Paused {
+        reason: String,
+    },
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PluginResult {
+    pub plugin: String,
+    pub kind: ChangeKind,
+    pub result: Result_,
+    pub millis: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub plan: Plan,
+    pub results: Vec<PluginResult>,
+}
+
+impl Report {
+    pub fn succeeded(&self) -> bool {
+        self.plan.refused.is_empty() && self.results.iter().all(|r| r.result == Result_::Converged)
+    }
+}
+
+/// Receives one line per notable step, for people watching (`reconcile`, `demo`).
+pub type Narrator<'a> = &'a (dyn Fn(&str) + Sync);
+
+pub struct Reconciler<'a, B: Backend> {
+    pub backend: &'a B,
+    pub fleet: &'a Fleet,
+    pub revision: &'a str,
+    pub narrate: Narrator<'a>,
+    client: reqwest::Client,
+    clock: Instant,
+    memory: Option<&'a RolloutMemory>,
+}
+
+impl<'a, B: Backend> Reconciler<'a, B> {
+    pub fn new(backend: &'a B, fleet: &'a Fleet, revision: &'a str, narrate: Narrator<'a>) -> Self {
+        Reconciler { backend, fleet, revision, narrate, client: probe::client(), clock: Instant::now(), memory: None }
+    }
+
+    /// Rollout state and people's commands that outlive one pass (the daemon's).
+    pub fn with_memory(mut self, memory: &'a RolloutMemory) -> Self {
+        self.memory = Some(memory);
+        self
+    }
+
+    fn name(&self) -> &str {
+        &self.fleet.config.fleet
+    }
+
+    pub async fn plan(&self, desired: DesiredHealth) -> Result<Plan, BackendError> {
+        let observed = self.backend.observe(self.name(), None).await?;
+        Ok(plan::plan(self.fleet, &observed, desired))
+    }
+
+    /// Plans and applies. `Err` only when the backend cannot be reached at all.
+    pub async fn run(&self, desired: DesiredHealth) -> Result<Report, BackendError> {
+        let span = tracing::info_span!("reconcile", fleet = %self.name(), revision = %self.revision);
+        async {
+            let plan = self.plan(desired).await?;
+            self.apply_plan(plan).await
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Applies a plan made earlier (and perhaps trimmed by the caller: windows, holds).
+    pub async fn apply_plan(&self, plan: Plan) -> Result<Report, BackendError> {
+        if plan.no_changes() {
+            return Ok(Report { plan, results: Vec::new() });
+        }
+        self.backend.prepare(self.name()).await?;
+        let results = self.apply(&plan).await;
+        Ok(Report { plan, results })
+    }
+
+    async fn apply(&self, plan: &Plan) -> Vec<PluginResult> {
+        let limit = self.fleet.config.concurrency.max(1) as usize;
+        let in_plan: BTreeSet<&str> = plan.changes.iter().map(|c| c.plugin.as_str()).collect();
+        let mut waiting: Vec<&Change> = plan.changes.iter().collect();
+        let mut done: BTreeMap<String, PluginResult> = BTreeMap::new();
+        let mut running = FuturesUnordered::new();
+        loop {
+            while running.len() < limit {
+                let ready = waiting
+                    .iter()
+                    .position(|c| c.after.iter().all(|d| !in_plan.contains(d.as_str()) || done.contains_key(d)));
+                let Some(index) = ready else { break };
+                let change = waiting.remove(index);
+                let failed_dep =
+                    change.after.iter().find(|d| done.get(*d).is_some_and(|r| r.result != Result_::Converged));
+                if let Some(dep) = failed_dep {
+                    let reason = format!("dependency {dep} did not converge");
+                    (self.narrate)(&format!("{}: skipped, {reason}", change.plugin));
+                    done.insert(
+                        change.plugin.clone(),
+                        PluginResult {
+                            plugin: change.plugin.clone(),
+                            kind: change.kind,
+                            result: Result_::Skipped { reason },
+                            millis: 0,
+                        },
+                    );
+                    continue;
+                }
+                running.push(self.apply_change(change));
+            }
+            match running.next().await {
+                Some(result) => {
+                    done.insert(result.plugin.clone(), result);
+                }
+                None if waiting.is_empty() => break,
+                None => {
+                    // Only dependents of something never scheduled remain: should not happen.
+                    let change = waiting.remove(0);
+                    running.push(self.apply_change(change));
+                }
+            }
+        }
+        plan.changes.iter().filter_map(|c| done.remove(&c.plugin)).collect()
+    }
+
+    async fn apply_change(&self, change: &Change) -> PluginResult {
+        let started = Instant::now();
+        let span = tracing::info_span!("plugin", plugin = %change.plugin, kind = ?change.kind);
+        let result = async {
+            (self.narrate)(&format!("{}: {} ({})", change.plugin, change.kind.verb(), change.reasons.join("; ")));
+            let result = match (change.kind, self.fleet.plugins.get(&change.plugin)) {
+                (ChangeKind::Remove, _) | (_, None) => self.remove(&change.plugin).await,
+                (_, Some(plugin)) => self.converge(plugin).await,
+            };
+            let line = match &result {
+                Result_::Converged => format!("{}: converged", change.plugin),
+                Result_::RolledBack { reason } => format!("{}: rolled back ({reason})", change.plugin),
+                Result_::Failed { reason } => format!("{}: FAILED ({reason})", change.plugin),
+                Result_::Skipped { reason } => format!("{}: skipped ({reason})", change.plugin),
+                Result_::Paused { reason } => format!("{}: PAUSED ({reason})", change.plugin),
+            };
+            (self.narrate)(&line);
+            tracing::info!(result = ?result, "plugin done");
+            result
+        }
+        .instrument(span)
+        .await;
+        PluginResult {
+            plugin: change.plugin.clone(),
+            kind: change.kind,
+            result,
+            millis: started.elapsed().as_millis() as u64,
+        }
+    }
+
+    async fn remove(&self, plugin: &str) -> Result_ {
+        let observed = match self.backend.observe(self.name(), Some(plugin)).await {
+            Ok(o) => o,
+            Err(e) => return Result_::Failed { reason: e.to_string() },
+        };
+        for instance in &observed.instances {
+            if let Err(e) = self.backend.retire(self.name(), instance).await {
+                return Result_::Failed { reason: e.to_string() };
+            }
+        }
+        Result_::Converged
+    }
+
+    async fn converge(&self, plugin: &Plugin) -> Result_ {
+        let secrets = match resolve_secrets(plugin) {
+            Ok(s) => s,
+            Err(e) => return Result_::Failed { reason: e.to_string() },
+        };
+        let targets = plan::spec::slot_targets(plugin);
+        let strategy = strategy::for_plugin(plugin);
+        let whole_plugin = strategy::is_progressive(plugin);
+        for target in &targets {
+            let mut state = self.memory.and_then(|m| m.state(&plugin.id, &target.hash)).unwrap_or_default();
+            let mut analyst = analyst::Analyst::new(plugin, &self.client);
+            let mut last_note = String::new();
+            loop {
+                let instances = match self.observe_probed(&plugin.id, |slot| whole_plugin || target.owns(slot)).await {
+                    Ok(i) => i,
+                    Err(e) => return Result_::Failed { reason: e.to_string() },
+                };
+                let evidence = analyst.evidence(&state, &instances).await;
+                let control = self.memory.and_then(|m| m.take_control(&plugin.id));
+                let now_ms = self.clock.elapsed().as_millis() as u64;
+                let input =
+                    StepInput { target, instances: &instances, state: &state, now_ms, evidence: &evidence, control };
+                let step = strategy.step(&input);
+                let acted = !step.actions.is_empty();
+                if let Err(e) = self.act(&step.actions, &instances, &secrets).await {
+                    return Result_::Failed { reason: e.to_string() };
+                }
+                state = step.state;
+                if let Some(m) = self.memory {
+                    m.remember(&plugin.id, &target.hash, &state);
+                }
+                let finished =
+                    matches!(step.outcome, Outcome::Converged | Outcome::RolledBack { .. } | Outcome::Failed { .. });
+                if let (Some(m), true) = (self.memory, finished) {
+                    m.forget(&plugin.id);
+                }
+                match step.outcome {
+                    Outcome::Converged => break,
+                    Outcome::RolledBack { reason } => return Result_::RolledBack { reason },
+                    Outcome::Failed { reason } => return Result_::Failed { reason },
+                    Outcome::Paused { reason } => return Result_::Paused { reason },
+                    Outcome::Progress { recheck, note } => {
+                        tracing::debug!(%note, "step");
+                        if note != last_note {
+                            (self.narrate)(&format!("{} [{}]: {note}", plugin.id, target.slot));
+                            last_note = note;
+                        }
+                        if !acted {
+                            tokio::time::sleep(recheck).await;
+                        }
+                    }
+                }
+            }
+        }
+        // Slots the plugin no longer has (a removed canary folder) go last.
+        let wanted: Vec<&SlotTarget> = targets.iter().collect();
+        match self.backend.observe(self.name(), Some(&plugin.id)).await {
+            Ok(observed) => {
+                for i in observed.instances.iter().filter(|i| !wanted.iter().any(|t| t.owns(i.slot))) {
+                    if let Err(e) = self.backend.retire(self.name(), i).await {
+                        return Result_::Failed { reason: e.to_string() };
+                    }
+                }
+                Result_::Converged
+            }
+            Err(e) => Result_::Failed { reason: e.to_string() },
+        }
+    }
+
+    /// The plugin's instances in the slots `wanted` selects, readiness probed on each running one.
+    async fn observe_probed(&self, plugin: &str, wanted: impl Fn(Slot) -> bool) -> Result<Vec<Instance>, BackendError> {
+        let observed = self.backend.observe(self.name(), Some(plugin)).await?;
+        let mut instances: Vec<Instance> = observed.instances.into_iter().filter(|i| wanted(i.slot)).collect();
+        let probes = instances.iter().map(|i| async {
+            match (&i.spec, i.is_running()) {
+                (Some(spec), true) => {
+                    probe::http_ok(&self.client, i, spec.port, &spec.readiness, Duration::from_millis(800)).await
+                }
+                _ => false,
+            }
+        });
+        let results = futures_util::future::join_all(probes).await;
+        for (instance, ready) in instances.iter_mut().zip(results) {
+            instance.ready = Some(ready);
+        }
+        Ok(instances)
+    }
+
+    async fn act(
+        &self,
+        actions: &[Action],
+        instances: &[Instance],
+        secrets: &SecretValues,
+    ) -> Result<(), BackendError> {
+        let by_id: BTreeMap<&str, &Instance> = instances.iter().map(|i| (i.id.as_str(), i)).collect();
+        let mut work = FuturesUnordered::new();
+        for action in actions {
+            match action {
+                Action::Start { slot, spec, hash, count, serve } => {
+                    for _ in 0..*count {
+                        let request = StartRequest {
+                            fleet: self.name(),
+                            revision: self.revision,
+                            slot: *slot,
+                            spec,
+                            hash,
+                            secrets,
+                            serve: *serve,
+                        };
+                        work.push(Box::pin(async move { self.backend.start(request).await.map(|_| ()) })
+                            as std::pin::Pin<
+                                Box<dyn std::future::Future<Output = Result<(), BackendError>> + Send + '_>,
+                            >);
+                    }
+                }
+                Action::Serve { instance } => {
+                    if let Some(i) = by_id.get(instance.as_str()) {
+                        work.push(Box::pin(self.backend.serve(self.name(), i)));
+                    }
+                }
+                Action::Retire { instance } => {
+                    if let Some(i) = by_id.get(instance.as_str()) {
+                        work.push(Box::pin(self.backend.retire(self.name(), i)));
+                    }
+                }
+                Action::Unserve { instance } => {
+                    if let Some(i) = by_id.get(instance.as_str()) {
+                        work.push(Box::pin(self.backend.unserve(self.name(), i)));
+                    }
+                }
+                Action::Park { instance } => {
+                    if let Some(i) = by_id.get(instance.as_str()) {
+                        work.push(Box::pin(self.backend.park(self.name(), i)));
+                    }
+                }
+            }
+        }
+        let mut first_error = None;
+        while let Some(result) = work.next().await {
+            if let Err(e) = result {
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+/// Resolves `secretEnv` on this host. The values go to the backend call and nowhere else.
+pub fn resolve_secrets(plugin: &Plugin) -> Result<SecretValues, BackendError> {
+    let mut values = BTreeMap::new();
+    for (name, source) in &plugin.manifest.secret_env {
+        let value = match source {
+            SecretSource::FromEnv(var) => std::env::var(var).map_err(|_| BackendError::Secret {
+                name: name.clone(),
+                detail: format!("environment variable {var} is not set on the plugsync host"),
+            })?,
+            SecretSource::FromFile(path) => std::fs::read_to_string(path)
+                .map(|s| s.trim_end_matches(['\n', '\r']).to_string())
+                .map_err(|e| BackendError::Secret { name: name.clone(), detail: format!("cannot read {path}: {e}") })?,
+        };
+        values.insert(name.clone(), value);
+    }
+    Ok(SecretValues(values))
+}

@@ -1,0 +1,306 @@
+//! Status documents and the commits that record them. Pure: the caller passes `now`.
+
+use crate::model::Fleet;
+use crate::plan::{ChangeKind, Observed, Plan};
+use crate::reconcile::{PluginResult, Result_};
+use crate::strategy::RolloutState;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+use super::StatusCommit;
+
+/// Lifecycle of a plugin as recorded in Git.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Lifecycle {
+    Registered,
+    Installing,
+    Installed,
+    Active,
+    Disabled,
+    Uninstalling,
+    Uninstalled,
+    Failed,
+    RolledBack,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SlotStatus {
+    pub version: String,
+    pub instances: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LastChange {
+    pub kind: String,
+    pub result: String,
+    pub reasons: Vec<String>,
+    pub revision: String,
+    pub at: String,
+}
+
+/// A rollout that failed: not retried until the spec changes or someone asks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FailedRollout {
+    pub revision: String,
+    pub version: String,
+    pub spec_hash: String,
+    pub reason: String,
+    pub at: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PluginStatus {
+    pub plugin: String,
+    pub state: Lifecycle,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub desired_version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strategy: Option<String>,
+    /// Revision whose spec this plugin runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub slots: BTreeMap<String, SlotStatus>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_change: Option<LastChange>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed: Option<FailedRollout>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// A rollout in flight: what a restarted daemon resumes from (with what really runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<RolloutProgress>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RolloutProgress {
+    /// Spec hash the rollout drives to.
+    pub target: String,
+    pub step: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused: Option<String>,
+    #[serde(default)]
+    pub promoted: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+impl RolloutProgress {
+    pub fn from_state(target: &str, state: &RolloutState) -> Self {
+        RolloutProgress {
+            target: target.into(),
+            step: state.step,
+            paused: state.paused.clone(),
+            promoted: state.promoted,
+            note: state.note.clone(),
+        }
+    }
+
+    pub fn to_state(&self) -> RolloutState {
+        RolloutState {
+            step: self.step,
+            paused: self.paused.clone(),
+            promoted: self.promoted,
+            note: self.note.clone(),
+            ..Default::default()
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FleetStatus {
+    pub fleet: String,
+    /// Last revision read from Git.
+    pub revision: String,
+    pub plugins: BTreeMap<String, Lifecycle>,
+    /// Problems with the revision itself (validation errors, fetch failures).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub held: Vec<String>,
+}
+
+/// What one reconcile pass produced, for status.
+pub struct PassRecord<'a> {
+    pub fleet: &'a Fleet,
+    pub revision: &'a str,
+    pub plan: &'a Plan,
+    pub results: &'a [PluginResult],
+    /// Spec hash each changed plugin was driven to (for `failed.specHash`).
+    pub target_hashes: &'a BTreeMap<String, String>,
+    pub observed: &'a Observed,
+    pub errors: &'a [String],
+    pub now: &'a str,
+    /// Rollouts in flight: plugin → (target hash, state).
+    pub rollouts: &'a BTreeMap<String, (String, RolloutState)>,
+}
+
+fn short(revision: &str) -> &str {
+    &revision[..revision.len().min(7)]
+}
+
+fn slots(observed: &Observed, plugin: &str) -> BTreeMap<String, SlotStatus> {
+    let mut out: BTreeMap<String, SlotStatus> = BTreeMap::new();
+    for i in observed.of_plugin(plugin).filter(|i| i.is_running()) {
+        let entry = out.entry(i.slot.to_string()).or_insert(SlotStatus { version: i.version.clone(), instances: 0 });
+        entry.instances += 1;
+    }
+    out
+}
+
+/// More plugin changes than this in one pass are recorded in a single commit.
+const BULK: usize = 20;
+
+/// New statuses after a pass, and the commits that record what changed.
+pub fn pass_commits(
+    record: &PassRecord,
+    previous: &BTreeMap<String, PluginStatus>,
+) -> (BTreeMap<String, PluginStatus>, Vec<StatusCommit>) {
+    let mut statuses = previous.clone();
+    let mut commits = Vec::new();
+    let results: BTreeMap<&str, &PluginResult> = record.results.iter().map(|r| (r.plugin.as_str(), r)).collect();
+    let changes: BTreeMap<&str, &crate::plan::Change> =
+        record.plan.changes.iter().map(|c| (c.plugin.as_str(), c)).collect();
+    let mut ids: Vec<&String> = record.fleet.plugins.keys().collect();
+    ids.extend(previous.keys().filter(|k| !record.fleet.plugins.contains_key(*k)));
+    for id in ids {
+        let desired = record.fleet.plugins.get(id);
+        let old = previous.get(id);
+        let mut status = old.cloned().unwrap_or(PluginStatus {
+            plugin: id.clone(),
+            state: Lifecycle::Registered,
+            desired_version: None,
+            strategy: None,
+            revision: None,
+            slots: BTreeMap::new(),
+            last_change: None,
+            failed: None,
+            last_error: None,
+            rollout: None,
+        });
+        status.desired_version = desired.map(|p| p.versions().join(" + "));
+        status.strategy = desired.map(|p| p.strategy.to_string());
+        status.slots = slots(record.observed, id);
+        status.rollout = record.rollouts.get(id).map(|(target, state)| RolloutProgress::from_state(target, state));
+        let mut message = None;
+        match (changes.get(id.as_str()), results.get(id.as_str())) {
+            (Some(change), Some(result)) => {
+                let (state, verb) = match (&result.result, change.kind) {
+                    (Result_::Converged, ChangeKind::Remove) => (Lifecycle::Uninstalled, "converged"),
+                    (Result_::Converged, ChangeKind::Create) => (Lifecycle::Active, "converged"),
+                    (Result_::Converged, _) => (Lifecycle::Active, "converged"),
+                    (Result_::RolledBack { .. }, _) => (Lifecycle::RolledBack, "rolled back"),
+                    (Result_::Failed { .. }, _) => (Lifecycle::Failed, "failed"),
+                    (Result_::Skipped { .. }, _) => (status.state, "skipped"),
+                    (Result_::Paused { .. }, _) => (Lifecycle::Installing, "paused"),
+                };
+                let reason = match &result.result {
+                    Result_::RolledBack { reason }
+                    | Result_::Failed { reason }
+                    | Result_::Skipped { reason }
+                    | Result_::Paused { reason } => Some(reason.clone()),
+                    Result_::Converged => None,
+                };
+                status.state = state;
+                status.last_error = reason.clone();
+                status.last_change = Some(LastChange {
+                    kind: change.kind.verb().into(),
+                    result: verb.into(),
+                    reasons: change.reasons.clone(),
+                    revision: record.revision.into(),
+                    at: record.now.into(),
+                });
+                match &result.result {
+                    Result_::Converged => {
+                        status.revision = Some(record.revision.into());
+                        status.failed = None;
+                    }
+                    Result_::RolledBack { reason } | Result_::Failed { reason } => {
+                        status.failed = Some(FailedRollout {
+                            revision: record.revision.into(),
+                            version: status.desired_version.clone().unwrap_or_default(),
+                            spec_hash: record.target_hashes.get(id).cloned().unwrap_or_default(),
+                            reason: reason.clone(),
+                            at: record.now.into(),
+                        });
+                    }
+                    Result_::Skipped { .. } | Result_::Paused { .. } => {}
+                }
+                let detail = match (&result.result, reason) {
+                    (Result_::Converged, _) => change.reasons.join("; "),
+                    (_, Some(r)) => r,
+                    _ => String::new(),
+                };
+                message = Some(format!(
+                    "{id}: {} {} ({detail})",
+                    state_word(status.state),
+                    status.desired_version.clone().unwrap_or_default()
+                ));
+            }
+            _ => {
+                if let Some(plugin) = desired {
+                    if plugin.manifest.suspended {
+                        status.state = Lifecycle::Disabled;
+                    } else if status.state == Lifecycle::Registered && !status.slots.is_empty() {
+                        status.state = Lifecycle::Active;
+                        status.revision.get_or_insert_with(|| record.revision.to_string());
+                    }
+                }
+            }
+        }
+        if old != Some(&status) {
+            let text = to_yaml(&status);
+            let message = message.unwrap_or_else(|| format!("{id}: {}", state_word(status.state)));
+            commits.push(StatusCommit { message, files: vec![(format!("status/{id}.yaml"), Some(text.into_bytes()))] });
+            statuses.insert(id.clone(), status);
+        }
+    }
+    // A first pass over a large fleet (or a mass change) is one commit, not thousands: each
+    // commit rewrites the status tree, so thousands of them cost minutes.
+    if commits.len() > BULK {
+        let count = commits.len();
+        let files = commits.iter().flat_map(|c| c.files.clone()).collect();
+        let sample: Vec<&str> = commits.iter().take(3).map(|c| c.message.as_str()).collect();
+        commits = vec![StatusCommit {
+            message: format!("{count} plugins changed status: {}; …", sample.join("; ")),
+            files,
+        }];
+    }
+    let fleet = FleetStatus {
+        fleet: record.fleet.config.fleet.clone(),
+        revision: record.revision.into(),
+        plugins: statuses.iter().map(|(k, v)| (k.clone(), v.state)).collect(),
+        errors: record.errors.to_vec(),
+        held: record.plan.held.iter().map(|h| format!("{}: {}", h.plugin, h.reason)).collect(),
+    };
+    let active = fleet.plugins.values().filter(|s| **s == Lifecycle::Active).count();
+    let mut message = format!(
+        "fleet {}: {} at {} ({} of {} active)",
+        fleet.fleet,
+        if record.errors.is_empty() { "reconciled" } else { "INVALID revision" },
+        short(record.revision),
+        active,
+        fleet.plugins.len()
+    );
+    if let Some(e) = record.errors.first() {
+        message.push_str(&format!(": {e}"));
+    }
+    commits
+        .push(StatusCommit { message, files: vec![("status/fleet.yaml".into(), Some(to_yaml(&fleet).into_bytes()))] });
+    (statuses, commits)
+}
+
+fn state_word(state: Lifecycle) -> String {
+    serde_json::to_value(state).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
+}
+
+pub fn to_yaml<T: Serialize>(value: &T) -> String {
+    serde_saphyr::to_string(value).unwrap_or_default()
+}

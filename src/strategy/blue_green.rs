@@ -1,0 +1,237 @@
+//! Blue-green: the new version (green) starts beside the serving one (blue) without traffic,
+//! warms up, passes its smoke tests, then takes the alias (at once, or in steps); blue keeps
+//! running through `monitoringPeriod` so a failed verdict switches back at once. Serving
+//! always grows before it shrinks, so the alias never points at nothing.
+
+use super::canary::is_main;
+use super::{
+    apply_control, is_ready, progress, retire_side_slots, settle, Action, Outcome, SlotStrategy, Step, StepInput,
+    Verdict,
+};
+use crate::model::policy::{BlueGreenConfig, Switchover};
+use crate::plan::{Instance, Slot};
+use std::time::Duration;
+
+pub struct BlueGreen {
+    pub config: BlueGreenConfig,
+    pub health_check_timeout: Duration,
+}
+
+/// `state.step` phases.
+const WARMING: usize = 0;
+const SMOKE: usize = 1;
+/// From here on, `step - SWITCH` indexes the switch steps.
+const SWITCH: usize = 2;
+
+impl BlueGreen {
+    fn ms(d: Option<crate::model::Span>, default: Duration) -> u64 {
+        d.map(|s| s.0).unwrap_or(default).as_millis() as u64
+    }
+
+    /// Percentages of traffic green takes, ending at 100.
+    fn switch_steps(&self) -> Vec<f64> {
+        match self.config.switchover_type {
+            Switchover::Instant => vec![100.0],
+            Switchover::Gradual => {
+                let mut steps = self.config.gradual_steps.clone().unwrap_or_else(|| vec![50.0, 100.0]);
+                if steps.last().is_none_or(|l| *l < 100.0) {
+                    steps.push(100.0);
+                }
+                steps
+            }
+        }
+    }
+
+    /// Switch back at once: blue serves first, then green goes.
+    fn switch_back(
+        &self,
+        active: &[&Instance],
+        green: &[&Instance],
+        mut state: super::RolloutState,
+        reason: String,
+    ) -> Step {
+        state.rollback_reason = Some(reason.clone());
+        let mut actions: Vec<Action> =
+            active.iter().filter(|i| !i.serving).map(|i| Action::Serve { instance: i.id.clone() }).collect();
+        if !actions.is_empty() {
+            return Step { actions, state, outcome: progress("switching back to the previous version") };
+        }
+        actions.extend(green.iter().map(|i| Action::Retire { instance: i.id.clone() }));
+        Step { actions, state, outcome: Outcome::RolledBack { reason } }
+    }
+}
+
+impl SlotStrategy for BlueGreen {
+    fn step(&self, input: &StepInput) -> Step {
+        let t = input.target;
+        let mut state = input.state.clone();
+        let main: Vec<Instance> = input.instances.iter().filter(|i| is_main(i.slot)).cloned().collect();
+        let active: Vec<&Instance> = main.iter().filter(|i| i.spec_hash != t.hash && i.is_running()).collect();
+        let parked: Vec<&Instance> = main.iter().filter(|i| i.spec_hash != t.hash && !i.is_running()).collect();
+        let green: Vec<&Instance> = main.iter().filter(|i| i.spec_hash == t.hash).collect();
+        let mut actions = retire_side_slots(input, None);
+        if active.is_empty() {
+            // Nothing serves an older version: create, scale or repair; parked blue stays.
+            return settle(input, &main, &[], actions, state);
+        }
+        let new_slot = if active.iter().any(|i| i.slot == Slot::Green) { Slot::Blue } else { Slot::Green };
+        apply_control(&mut state, input.control);
+        if let Some(reason) = state.rollback_reason.clone() {
+            return self.switch_back(&active, &green, state, reason);
+        }
+        let live: Vec<&Instance> = green.iter().copied().filter(|i| i.is_running()).collect();
+        actions.extend(green.iter().filter(|i| !i.is_running()).map(|i| Action::Retire { instance: i.id.clone() }));
+        // A restarted daemon finds green already serving: it is past the smoke tests.
+        if state.step == WARMING && state.step_started_ms.is_none() && live.iter().any(|i| i.serving) {
+            state.step = SWITCH;
+        }
+        if (live.len() as u32) < t.replicas {
+            actions.push(Action::Start {
+                slot: new_slot,
+                spec: Box::new(t.spec.clone()),
+                hash: t.hash.clone(),
+                count: t.replicas - live.len() as u32,
+                serve: false,
+            });
+            state.batch_started_ms = Some(input.now_ms);
+            return Step {
+                actions,
+                state,
+                outcome: progress(format!(
+                    "starting {} green instance(s) of {}",
+                    t.replicas - live.len() as u32,
+                    t.spec.version
+                )),
+            };
+        }
+        if live.iter().any(|i| !is_ready(i)) {
+            let since = *state.batch_started_ms.get_or_insert(input.now_ms);
+            if input.now_ms.saturating_sub(since) > self.health_check_timeout.as_millis() as u64 {
+                let reason = format!("green {} not ready after {:?}", t.spec.version, self.health_check_timeout);
+                return self.switch_back(&active, &green, state, reason);
+            }
+            return Step { actions, state, outcome: progress("waiting for green to be ready") };
+        }
+        if let Some(reason) = state.paused.clone() {
+            return Step { actions, state, outcome: Outcome::Paused { reason } };
+        }
+        let started = *state.step_started_ms.get_or_insert(input.now_ms);
+        let elapsed = input.now_ms.saturating_sub(started);
+        match state.step {
+            WARMING => {
+                if elapsed < Self::ms(self.config.warmup_period, Duration::ZERO) && !state.promoted {
+                    return Step { actions, state, outcome: progress("green warming up") };
+                }
+                state.step = SMOKE;
+                state.step_started_ms = None;
+                state.window += 1;
+                state.smoke = (!self.config.smoke_tests.is_empty()).then_some(new_slot);
+                Step { actions, state, outcome: progress("running smoke tests on green") }
+            }
+            SMOKE => {
+                if state.smoke.is_some() {
+                    match input.evidence.smoke.as_ref().filter(|_| input.evidence.window == state.window) {
+                        None => return Step { actions, state, outcome: progress("running smoke tests on green") },
+                        Some(Err(reason)) => {
+                            let reason = format!("smoke test failed: {reason}");
+                            return self.switch_back(&active, &green, state, reason);
+                        }
+                        Some(Ok(())) => {}
+                    }
+                }
+                state.smoke = None;
+                state.step = SWITCH;
+                state.step_started_ms = None;
+                Step { actions, state, outcome: progress("smoke tests passed; switching") }
+            }
+            phase => {
+                let steps = self.switch_steps();
+                let index = (phase - SWITCH).min(steps.len() - 1);
+                let weight = steps[index];
+                // Green grows to the step's share of the replicas (replica-weighted).
+                let green_serving = if weight >= 100.0 {
+                    live.len()
+                } else {
+                    ((f64::from(t.replicas) * weight / 100.0).floor() as usize).clamp(1, live.len())
+                };
+                // Grow green first; shrink blue only once green serves.
+                let mut by_name = live.clone();
+                by_name.sort_by_key(|i| (!i.serving, i.name.clone()));
+                let serve: Vec<Action> = by_name
+                    .iter()
+                    .take(green_serving)
+                    .filter(|i| !i.serving)
+                    .map(|i| Action::Serve { instance: i.id.clone() })
+                    .collect();
+                if !serve.is_empty() {
+                    actions.extend(serve);
+                    state.step_started_ms = None;
+                    return Step {
+                        actions,
+                        state,
+                        outcome: progress(format!("switching {weight} % of traffic to green")),
+                    };
+                }
+                // Blue shrinks as green grows, but never below what keeps green at or under
+                // the step's weight.
+                let blue_serving = if weight >= 100.0 {
+                    0
+                } else {
+                    let floor = (green_serving as f64 * (100.0 - weight) / weight).ceil() as usize;
+                    (t.replicas as usize).saturating_sub(green_serving).max(floor).min(active.len())
+                };
+                let serving_blue: Vec<&&Instance> = active.iter().filter(|i| i.serving).collect();
+                if serving_blue.len() > blue_serving {
+                    actions.extend(
+                        serving_blue
+                            .iter()
+                            .take(serving_blue.len() - blue_serving)
+                            .map(|i| Action::Unserve { instance: i.id.clone() }),
+                    );
+                    state.step_started_ms = None;
+                    return Step {
+                        actions,
+                        state,
+                        outcome: progress(format!("green serves {weight} %; blue leaves traffic")),
+                    };
+                }
+                if state.watch != vec![new_slot] || state.step_started_ms == Some(input.now_ms) {
+                    state.window += 1;
+                    state.watch = vec![new_slot];
+                }
+                let monitoring = Self::ms(self.config.monitoring_period, Duration::ZERO);
+                let verdict = input.evidence.verdict(state.window, new_slot).cloned();
+                match verdict {
+                    Some(Verdict::Fail { reason }) => {
+                        return self.switch_back(&active, &green, state, format!("green at {weight} %: {reason}"))
+                    }
+                    Some(Verdict::Inconclusive { reason }) if elapsed >= 3 * monitoring.max(1) => {
+                        return self.switch_back(&active, &green, state, format!("analysis inconclusive: {reason}"))
+                    }
+                    _ => {}
+                }
+                let passed = matches!(verdict, Some(Verdict::Pass { .. })) || monitoring == 0;
+                if (elapsed < monitoring || !passed) && !state.promoted {
+                    return Step { actions, state, outcome: progress(format!("green serves {weight} %: monitoring")) };
+                }
+                if index + 1 < steps.len() {
+                    state.step += 1;
+                    state.step_started_ms = None;
+                    return Step { actions, state, outcome: progress(format!("green {weight} % passed")) };
+                }
+                // Done: blue goes, or is parked for an instant manual rollback.
+                if self.config.keep_previous_environment {
+                    actions.extend(active.iter().map(|i| Action::Park { instance: i.id.clone() }));
+                    actions.extend(parked.iter().map(|i| Action::Retire { instance: i.id.clone() }));
+                } else {
+                    actions
+                        .extend(active.iter().chain(parked.iter()).map(|i| Action::Retire { instance: i.id.clone() }));
+                }
+                if let Some(Verdict::Pass { summary }) = verdict {
+                    state.note = Some(summary);
+                }
+                Step { actions, state, outcome: progress("green took over; retiring blue") }
+            }
+        }
+    }
+}

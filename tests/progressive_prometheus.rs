@@ -1,0 +1,216 @@
+//! A canary judged by a real Prometheus (Debian's `prometheus` package) instead of the
+//! built-in scraping: the test starts Prometheus on loopback with a `file_sd` target file it
+//! rewrites every 500 ms from `observe` (every running instance's address, labelled with
+//! `plugin`, `slot` and `version`), Prometheus scrapes the echo containers every second, and
+//! the policy's PromQL (`{{plugin}}`, `{{slot}}` placeholders) gives the error rate. A canary
+//! answering 30 % errors must be rolled back by that verdict.
+//!
+//! Needs Docker and /usr/bin/prometheus; fails (never skips) without either.
+
+mod common;
+mod common_daemon;
+mod common_progressive;
+
+use common::{PluginDef, V1, V2};
+use common_progressive::*;
+use plugsync::backend::docker::DockerBackend;
+use plugsync::backend::Backend;
+use plugsync::plan::Slot;
+use plugsync::reconcile::Result_;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const PROMETHEUS: &str = "/usr/bin/prometheus";
+
+/// Prometheus run by the test (killed on drop), scraping the targets of `targets.json`.
+struct Prometheus {
+    child: Child,
+    url: String,
+    dir: tempfile::TempDir,
+}
+
+impl Prometheus {
+    async fn start() -> Prometheus {
+        assert!(
+            Path::new(PROMETHEUS).is_file(),
+            "{PROMETHEUS} is missing: install Debian's prometheus package \
+             (`DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus`)"
+        );
+        let dir = tempfile::tempdir().expect("tempdir");
+        let targets = dir.path().join("targets.json");
+        std::fs::write(&targets, "[]").expect("write targets.json");
+        let config = format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n  query_log_file: {}\n\
+             scrape_configs:\n  - job_name: echo\n    scrape_interval: 1s\n    scrape_timeout: 900ms\n    \
+             file_sd_configs:\n      - files: [\"{}\"]\n        refresh_interval: 1s\n",
+            dir.path().join("queries.log").display(),
+            targets.display()
+        );
+        std::fs::write(dir.path().join("prometheus.yml"), config).expect("write prometheus.yml");
+        let port = common_daemon::free_port();
+        let log = std::fs::File::create(dir.path().join("prometheus.log")).expect("log file");
+        let child = Command::new(PROMETHEUS)
+            .arg(format!("--config.file={}", dir.path().join("prometheus.yml").display()))
+            .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("dup"))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {PROMETHEUS}: {e}"));
+        let mut p = Prometheus { child, url: format!("http://127.0.0.1:{port}"), dir };
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(Some(status)) = p.child.try_wait() {
+                panic!("prometheus exited ({status}); log:\n{}", p.log());
+            }
+            let ready = client.get(format!("{}/-/ready", p.url)).timeout(Duration::from_secs(1)).send().await;
+            if ready.is_ok_and(|r| r.status().is_success()) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "prometheus not ready within 30 s; log:\n{}", p.log());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        p
+    }
+
+    fn targets(&self) -> PathBuf {
+        self.dir.path().join("targets.json")
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("prometheus.log")).unwrap_or_default()
+    }
+
+    /// The PromQL of every query Prometheus answered (its query log).
+    fn queries(&self) -> Vec<String> {
+        let text = std::fs::read_to_string(self.dir.path().join("queries.log")).unwrap_or_default();
+        text.lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter_map(|v| v["params"]["query"].as_str().map(str::to_string))
+            .collect()
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Rewrites Prometheus' file_sd targets from `observe` every 500 ms until `stop`.
+fn keep_targets_current(
+    network: String,
+    fleet: String,
+    file: PathBuf,
+    stop: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let backend = DockerBackend::connect(None, network).await.expect("connect to Docker");
+        let mut last = String::new();
+        while !stop.load(Ordering::SeqCst) {
+            if let Ok(observed) = backend.observe(&fleet, None).await {
+                let groups: Vec<serde_json::Value> = observed
+                    .instances
+                    .iter()
+                    .filter(|i| i.is_running())
+                    .filter_map(|i| {
+                        let ip = i.address?;
+                        Some(serde_json::json!({
+                            "targets": [format!("{ip}:8080")],
+                            "labels": {"plugin": i.plugin, "slot": i.slot.as_str(), "version": i.version, "container": i.name},
+                        }))
+                    })
+                    .collect();
+                let text = serde_json::to_string_pretty(&groups).expect("json");
+                if text != last {
+                    let tmp = file.with_extension("tmp");
+                    std::fs::write(&tmp, &text).expect("write targets");
+                    std::fs::rename(&tmp, &file).expect("rename targets");
+                    last = text;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    })
+}
+
+/// 8. The Prometheus provider's verdict rolls back a canary answering 30 % errors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_verdict_rolls_back_a_bad_canary() {
+    let t0 = Instant::now();
+    let prometheus = Prometheus::start().await;
+    let sel = r#"plugin="{{plugin}}",slot="{{slot}}",path="root""#;
+    let error_rate = format!(
+        r#"100 * sum(rate(http_requests_total{{{sel},code=~"5.."}}[5s])) / sum(rate(http_requests_total{{{sel}}}[5s]))"#
+    );
+    let requests = format!(r#"sum(increase(http_requests_total{{{sel}}}[10s]))"#);
+    let policy = format!(
+        "{{strategy: Canary, canaryConfig: {{steps: [25, 50, 100], evaluationPeriod: 4s, autoRollback: true, maxSurge: 2, \
+         thresholds: {{maxErrorRate: 5}}}}, analysis: {{builtin: false, minSamples: 10, prometheus: {{url: '{}', \
+         queries: {{errorRate: '{error_rate}', requests: '{requests}'}}}}}}}}",
+        prometheus.url
+    );
+    let web = PluginDef::new("web", V1).rollout(&policy);
+    let (docker, fleet, backend, client) = setup("ppcanary", &web).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let targets = keep_targets_current(fleet.network.clone(), fleet.name.clone(), prometheus.targets(), stop.clone());
+    // Prometheus scrapes the stable instance before the rollout starts.
+    let client_http = reqwest::Client::new();
+    let provider = plugsync::analysis::PrometheusProvider::new(prometheus.url.clone(), Default::default());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let up = loop {
+        if let Ok(Some(_)) = provider.instant(&client_http, r#"up{plugin="web",slot="stable"} == 1"#).await {
+            break true;
+        }
+        if Instant::now() > deadline {
+            break false;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert!(up, "Prometheus never scraped the stable instance; log:\n{}", prometheus.log());
+    eprintln!("[{}] Prometheus scrapes the stable instance ({:?} in)", fleet.name, t0.elapsed());
+
+    fleet.plugin(&web.clone().version(V2).env("ERROR_RATE", "0.3"));
+    let story = Story::new(&fleet.name);
+    let (report, watched, w0) = reconcile_watched(&fleet, &backend, &story, "web").await;
+    stop.store(true, Ordering::SeqCst);
+    let _ = targets.await;
+    let timeline = watched.timeline.join("\n");
+    eprintln!("[{}] timeline:\n{timeline}", fleet.name);
+    let log = ClientLog::read(&docker, &client).await;
+    let (ok, failed) = log.counts_between(w0, wall());
+
+    let reason = match &report.results[0].result {
+        Result_::RolledBack { reason } => reason.clone(),
+        other => panic!("expected a rollback, got {other:?}\n{}\nprometheus log:\n{}", story.text(), prometheus.log()),
+    };
+    assert!(
+        reason.contains("error rate") && reason.contains("> 5 %"),
+        "the verdict is the error-rate threshold: {reason}"
+    );
+    assert!(!reason.contains("inconclusive"), "a real verdict, not a timeout: {reason}");
+    let queries = prometheus.queries();
+    let canary_queries: Vec<&String> =
+        queries.iter().filter(|q| q.contains("slot=\"canary\"") && q.contains("plugin=\"web\"")).collect();
+    assert!(!canary_queries.is_empty(), "Prometheus answered the canary's queries; its query log:\n{queries:#?}");
+    let serves = |s: &[plugsync::plan::Instance]| s.iter().any(|i| i.slot == Slot::Canary && i.serving);
+    let first = first_poll(&watched, 0.0, serves).expect("the canary served");
+    let out = first_poll(&watched, first, |s| !serves(s)).expect("the canary left traffic");
+    eprintln!(
+        "[{}] MEASURED Prometheus canary: verdict \"{reason}\"; canary served {first:.2}s → out of traffic {out:.2}s ({:.2}s); \
+         {} PromQL queries for the canary answered; client {ok} ok, {failed} failed",
+        fleet.name,
+        out - first,
+        canary_queries.len()
+    );
+    eprintln!("  e.g. {}", canary_queries[0]);
+    let now = fleet.observe(&backend, Some("web")).await;
+    assert!(now.len() == 1 && now.iter().all(|i| i.version == V1 && i.serving), "{}", layout(&now));
+    eprintln!("test took {:?}", t0.elapsed());
+}
