@@ -71,7 +71,12 @@ impl SlotStrategy for BlueGreen {
         let green: Vec<&Instance> = main.iter().filter(|i| i.spec_hash == t.hash).collect();
         let mut actions = retire_side_slots(input, None);
         if active.is_empty() {
-            // Nothing serves an older version: create, scale or repair; parked blue stays.
+            // Nothing serves an older version: create, scale or repair. A stopped older
+            // instance stays only when the policy keeps the previous environment; otherwise
+            // it is what a crash between stop and remove left behind.
+            if !self.config.keep_previous_environment {
+                actions.extend(parked.iter().map(|i| Action::Retire { instance: i.id.clone() }));
+            }
             return settle(input, &main, &[], actions, state);
         }
         let new_slot = if active.iter().any(|i| i.slot == Slot::Green) { Slot::Blue } else { Slot::Green };

@@ -1206,10 +1206,25 @@ const WARMING: usize = 0;
 const SMOKE: usize = 1;
 const SWITCH: usize = 2;
 
+/// Regression (CI of session 1): a daemon killed between stopping and removing blue left a
+/// stopped blue behind; with `keepPreviousEnvironment: false` the plan saw it as a change and
+/// the strategy as converged, so every pass planned, did nothing and committed status.
+#[test]
+fn blue_green_stopped_leftover_is_retired_unless_the_previous_environment_is_kept() {
+    let t = target("2.0.0", 2);
+    let world = [vec![parked("1.0.0", Slot::Blue, "p0")], group("2.0.0", Slot::Green, 2, true, true, "n")].concat();
+    let s = go(&bg(bg_config()), &t, &world, &RolloutState::default(), 0);
+    assert_eq!(retired(&s), vec!["p0"]);
+    let kept = bg(BlueGreenConfig { keep_previous_environment: true, ..bg_config() });
+    let s = go(&kept, &t, &world, &RolloutState::default(), 0);
+    assert_eq!(s.outcome, Outcome::Converged);
+    assert!(s.actions.is_empty(), "{:?}", s.actions);
+}
+
 #[test]
 fn blue_green_creation_converges_and_leaves_parked_instances() {
     let t = target("2.0.0", 2);
-    let strategy = bg(bg_config());
+    let strategy = bg(BlueGreenConfig { keep_previous_environment: true, ..bg_config() });
     let s = go(&strategy, &t, &[parked("1.0.0", Slot::Blue, "p0")], &RolloutState::default(), 0);
     assert_eq!(starts(&s), vec![(Slot::Stable, "2.0.0".into(), 2)]);
     assert!(retired(&s).is_empty(), "{:?}", s.actions);
