@@ -36,9 +36,8 @@ enum Command {
         format: cli::apply::PlanFormat,
         #[arg(long, value_parser = parse_environment)]
         environment: Option<Environment>,
-        /// Docker endpoint (default: DOCKER_HOST or the local socket).
-        #[arg(long)]
-        docker_host: Option<String>,
+        #[command(flatten)]
+        backend: cli::apply::BackendArgs,
     },
     /// Apply the fleet to the live engine through each plugin's strategy.
     Reconcile {
@@ -52,8 +51,8 @@ enum Command {
         json: bool,
         #[arg(long, value_parser = parse_environment)]
         environment: Option<Environment>,
-        #[arg(long)]
-        docker_host: Option<String>,
+        #[command(flatten)]
+        backend: cli::apply::BackendArgs,
     },
     /// Build the sample images and walk through create, rolling update and rollback on the
     /// local Docker engine.
@@ -128,13 +127,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             print!("{}", cli::validate::render(&loaded, &path.display().to_string(), format));
             Ok(if loaded.is_valid() { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
-        Command::Plan { path, format, environment, docker_host } => {
+        Command::Plan { path, format, environment, backend } => {
             let local = plugsync::source::load_dir(&path, environment)?;
-            runtime()?.block_on(cli::apply::plan(&local.loaded, &local.revision, format, docker_host.as_deref()))
+            runtime()?.block_on(cli::apply::plan(&local.loaded, &local.revision, format, &backend.choice()))
         }
-        Command::Reconcile { path, once: _, json, environment, docker_host } => {
+        Command::Reconcile { path, once: _, json, environment, backend } => {
             let local = plugsync::source::load_dir(&path, environment)?;
-            runtime()?.block_on(cli::apply::reconcile(&local.loaded, &local.revision, json, docker_host.as_deref()))
+            runtime()?.block_on(cli::apply::reconcile(&local.loaded, &local.revision, json, &backend.choice()))
         }
         Command::Run(args) => runtime()?.block_on(cli::daemon::run(args)),
         Command::Status { plugin, remote, status_branch } => {

@@ -1,6 +1,9 @@
-//! Where instances run. One trait; one file per engine (`docker`, later `kubernetes`).
+//! Where instances run. One trait; one module per engine (`docker`, `kubernetes`), and
+//! `any` to pick one at run time.
 
+pub mod any;
 pub mod docker;
+pub mod kubernetes;
 pub mod probe;
 
 use crate::plan::{Instance, InstanceSpec, Observed, Slot};
@@ -52,6 +55,17 @@ pub trait Backend: Send + Sync {
         -> impl Future<Output = Result<Observed, BackendError>> + Send;
     /// Starts one instance, not yet serving traffic.
     fn start(&self, request: StartRequest<'_>) -> impl Future<Output = Result<Instance, BackendError>> + Send;
+    /// Starts `count` instances of one spec (one scale-up where the engine groups them).
+    fn start_many(
+        &self,
+        request: StartRequest<'_>,
+        count: u32,
+    ) -> impl Future<Output = Result<(), BackendError>> + Send {
+        async move {
+            let starts = (0..count).map(|_| self.start(request.clone()));
+            futures_util::future::join_all(starts).await.into_iter().try_for_each(|r| r.map(|_| ()))
+        }
+    }
     /// Puts a ready instance into traffic (network alias / Service selector).
     fn serve(&self, fleet: &str, instance: &Instance) -> impl Future<Output = Result<(), BackendError>> + Send;
     /// Takes an instance out of traffic but leaves it running (and reachable at its address).

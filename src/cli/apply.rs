@@ -1,6 +1,6 @@
 //! `plugsync plan` and `plugsync reconcile --once` against the live backend.
 
-use plugsync::backend::docker::DockerBackend;
+use plugsync::backend::any::{AnyBackend, BackendChoice};
 use plugsync::model::{BackendKind, Fleet, Loaded};
 use plugsync::plan::{render, DesiredHealth};
 use plugsync::reconcile::{Reconciler, Report, Result_};
@@ -13,13 +13,36 @@ pub enum PlanFormat {
     Markdown,
 }
 
-pub async fn connect(fleet: &Fleet, docker_host: Option<&str>) -> anyhow::Result<DockerBackend> {
-    let backend = &fleet.config.backend;
-    if backend.kind != BackendKind::Docker {
-        anyhow::bail!("backend {:?} is not available in this build; use backend: docker", backend.kind);
+/// Which engine to drive, over `backend:` in plugsync.yaml.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BackendArgs {
+    /// docker or kubernetes (default: `backend:` in plugsync.yaml, else docker).
+    #[arg(long, env = "PLUGSYNC_BACKEND", value_parser = parse_kind)]
+    pub backend: Option<BackendKind>,
+    /// Docker endpoint (default: DOCKER_HOST or the local socket).
+    #[arg(long)]
+    pub docker_host: Option<String>,
+    /// Kubernetes namespace (default: `backend.namespace`, else the kubeconfig context's).
+    #[arg(long, env = "PLUGSYNC_NAMESPACE")]
+    pub namespace: Option<String>,
+}
+
+impl BackendArgs {
+    pub fn choice(&self) -> BackendChoice {
+        BackendChoice { kind: self.backend, docker_host: self.docker_host.clone(), namespace: self.namespace.clone() }
     }
-    let network = fleet.config.docker_network();
-    Ok(DockerBackend::connect(docker_host.or(backend.host.as_deref()), network).await?)
+}
+
+fn parse_kind(text: &str) -> Result<BackendKind, String> {
+    match text {
+        "docker" => Ok(BackendKind::Docker),
+        "kubernetes" | "k8s" => Ok(BackendKind::Kubernetes),
+        _ => Err(format!("found {text:?}, expected docker or kubernetes")),
+    }
+}
+
+pub async fn connect(fleet: &Fleet, choice: &BackendChoice) -> anyhow::Result<AnyBackend> {
+    Ok(choice.connect(&fleet.config).await?)
 }
 
 pub fn health(loaded: &Loaded) -> DesiredHealth {
@@ -37,10 +60,10 @@ pub async fn plan(
     loaded: &Loaded,
     revision: &str,
     format: PlanFormat,
-    docker_host: Option<&str>,
+    choice: &BackendChoice,
 ) -> anyhow::Result<ExitCode> {
     let desired = health(loaded);
-    let backend = connect(&loaded.fleet, docker_host).await?;
+    let backend = connect(&loaded.fleet, choice).await?;
     let quiet = |_: &str| {};
     let plan = Reconciler::new(&backend, &loaded.fleet, revision, &quiet).plan(desired).await?;
     print!(
@@ -64,10 +87,10 @@ pub async fn reconcile(
     loaded: &Loaded,
     revision: &str,
     json: bool,
-    docker_host: Option<&str>,
+    choice: &BackendChoice,
 ) -> anyhow::Result<ExitCode> {
     let desired = health(loaded);
-    let backend = connect(&loaded.fleet, docker_host).await?;
+    let backend = connect(&loaded.fleet, choice).await?;
     let narrate = |line: &str| {
         if !json {
             println!("  {line}");

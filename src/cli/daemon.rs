@@ -72,8 +72,15 @@ pub struct RunArgs {
     pub listen: std::net::SocketAddr,
     #[arg(long, value_parser = super::super::parse_environment)]
     pub environment: Option<plugsync::model::Environment>,
-    #[arg(long, env = "DOCKER_HOST")]
-    pub docker_host: Option<String>,
+    #[command(flatten)]
+    pub backend: super::apply::BackendArgs,
+    /// Elect a leader among replicas with this coordination.k8s.io Lease; only the leader
+    /// applies (namespace: --namespace, else the kubeconfig context's).
+    #[arg(long, env = "PLUGSYNC_LEADER_LEASE")]
+    pub leader_lease: Option<String>,
+    /// How long a leader's Lease lasts without renewal before another replica takes over.
+    #[arg(long, env = "PLUGSYNC_LEASE_DURATION", value_parser = parse_span, default_value = "15s")]
+    pub lease_duration: plugsync::model::Span,
     /// Do not watch a local repository for new commits.
     #[arg(long)]
     pub no_watch: bool,
@@ -99,7 +106,19 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         webhook_secret,
         api_token: std::env::var("PLUGSYNC_API_TOKEN").ok().filter(|s| !s.is_empty()),
         environment: args.environment,
-        docker_host: args.docker_host,
+        backend: args.backend.choice(),
+        lease: match args.leader_lease {
+            Some(name) => {
+                let namespace = match args.backend.namespace.clone() {
+                    Some(ns) => ns,
+                    None => {
+                        kube::Config::infer().await.map(|c| c.default_namespace).unwrap_or_else(|_| "default".into())
+                    }
+                };
+                Some(plugsync::daemon::leader::LeaseConfig::new(name, namespace, args.lease_duration.0))
+            }
+            None => None,
+        },
         watch: !args.no_watch,
     };
     eprintln!("plugsync: following {} {} (API on http://{})", config.remote.url, config.remote.reference, args.listen);

@@ -1,1 +1,2 @@
+pub mod leader;
 pub mod run;

@@ -1,7 +1,7 @@
 //! `plugsync run`: follow a branch, reconcile on every poll, push webhook, file change or
 //! schedule, and record the outcome on the status branch.
 
-use crate::backend::docker::DockerBackend;
+use crate::backend::any::{AnyBackend, BackendChoice};
 use crate::backend::Backend;
 use crate::metrics::Metrics;
 use crate::model::{self, Environment, FileSet, Fleet};
@@ -31,9 +31,11 @@ pub struct DaemonConfig {
     pub webhook_secret: Option<String>,
     pub api_token: Option<String>,
     pub environment: Option<Environment>,
-    pub docker_host: Option<String>,
+    pub backend: BackendChoice,
     /// Watch the remote's directory for commits when it is a local path.
     pub watch: bool,
+    /// Elect a leader among replicas with this Lease (Kubernetes); only the leader applies.
+    pub lease: Option<super::leader::LeaseConfig>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -61,12 +63,15 @@ struct Daemon {
     last_good: Option<(Oid, Fleet)>,
     statuses: BTreeMap<String, PluginStatus>,
     status_branch: String,
-    backend: Option<(String, Arc<DockerBackend>)>,
+    backend: Option<(String, Arc<AnyBackend>)>,
     metrics: Arc<Metrics>,
     shared_status: Arc<RwLock<serde_json::Value>>,
     /// Plugins whose failed rollout someone asked to retry.
     retry: Arc<Mutex<Vec<String>>>,
     memory: Arc<RolloutMemory>,
+    /// Whether this replica may apply (always, without a Lease).
+    leader: Option<Arc<std::sync::atomic::AtomicBool>>,
+    was_leader: bool,
     /// Status commits not yet on the remote (replayed until a push succeeds).
     pending_status: Vec<status::StatusCommit>,
     /// Set by a force-push: nothing is pruned until an ordinary push follows.
@@ -139,6 +144,22 @@ pub async fn run(
         });
     }
     let _watcher = if config.watch { watch_local(&config.remote.url, trigger.clone()) } else { None };
+    let leader = match &config.lease {
+        Some(lease) => {
+            let client = kube::Client::try_default().await.map_err(|e| {
+                DaemonError::Backend(crate::backend::BackendError::Unreachable {
+                    engine: "Kubernetes",
+                    endpoint: "(kubeconfig)".into(),
+                    detail: format!("leader election needs the cluster: {e}"),
+                })
+            })?;
+            let flag = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            tracing::info!(lease = %lease.name, identity = %lease.identity, "leader election on");
+            tokio::spawn(super::leader::run(client, lease.clone(), flag.clone(), trigger.clone()));
+            Some(flag)
+        }
+        None => None,
+    };
     let mut daemon = Daemon {
         cache: Arc::new(Mutex::new(cache)),
         files: FileSet::new(),
@@ -155,6 +176,8 @@ pub async fn run(
         prune_hold: None,
         statuses_from: None,
         loaded: None,
+        leader,
+        was_leader: false,
         config,
     };
     loop {
@@ -324,6 +347,18 @@ impl Daemon {
                 }
             }
         };
+        if let Some(flag) = &self.leader {
+            let leading = flag.load(std::sync::atomic::Ordering::Relaxed);
+            if leading && !self.was_leader {
+                // The previous leader may have written status and left a rollout in flight.
+                self.statuses_from = None;
+            }
+            self.was_leader = leading;
+            if !leading {
+                tracing::debug!("not the leader; another replica applies");
+                return self.interval(Some(&fleet));
+            }
+        }
         let ok = match self.reconcile(&fleet, &revision, desired, &errors).await {
             Ok(report) => report.succeeded(),
             Err(e) => {
@@ -347,16 +382,15 @@ impl Daemon {
             .max(Duration::from_millis(100))
     }
 
-    async fn backend(&mut self, fleet: &Fleet) -> Result<Arc<DockerBackend>, DaemonError> {
-        let network = fleet.config.docker_network();
-        if let Some((n, backend)) = &self.backend {
-            if *n == network {
+    async fn backend(&mut self, fleet: &Fleet) -> Result<Arc<AnyBackend>, DaemonError> {
+        let key = self.config.backend.key(&fleet.config);
+        if let Some((k, backend)) = &self.backend {
+            if *k == key {
                 return Ok(backend.clone());
             }
         }
-        let host = self.config.docker_host.clone().or(fleet.config.backend.host.clone());
-        let backend = Arc::new(DockerBackend::connect(host.as_deref(), network.clone()).await?);
-        self.backend = Some((network, backend.clone()));
+        let backend = Arc::new(self.config.backend.connect(&fleet.config).await?);
+        self.backend = Some((key, backend.clone()));
         Ok(backend)
     }
 

@@ -299,21 +299,17 @@ impl<'a, B: Backend> Reconciler<'a, B> {
         for action in actions {
             match action {
                 Action::Start { slot, spec, hash, count, serve } => {
-                    for _ in 0..*count {
-                        let request = StartRequest {
-                            fleet: self.name(),
-                            revision: self.revision,
-                            slot: *slot,
-                            spec,
-                            hash,
-                            secrets,
-                            serve: *serve,
-                        };
-                        work.push(Box::pin(async move { self.backend.start(request).await.map(|_| ()) })
-                            as std::pin::Pin<
-                                Box<dyn std::future::Future<Output = Result<(), BackendError>> + Send + '_>,
-                            >);
-                    }
+                    let request = StartRequest {
+                        fleet: self.name(),
+                        revision: self.revision,
+                        slot: *slot,
+                        spec,
+                        hash,
+                        secrets,
+                        serve: *serve,
+                    };
+                    work.push(Box::pin(self.backend.start_many(request, *count))
+                        as std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), BackendError>> + Send + '_>>);
                 }
                 Action::Serve { instance } => {
                     if let Some(i) = by_id.get(instance.as_str()) {

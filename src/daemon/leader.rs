@@ -1,0 +1,190 @@
+//! Leader election for several plugsync replicas against one Kubernetes cluster, with a
+//! `coordination.k8s.io/v1` Lease (what client-go's leaderelection does): the holder renews
+//! it every `retry`; another replica takes it once `renewTime + leaseDurationSeconds` has
+//! passed. Only the leader applies; a leader that cannot renew for `renew_deadline` steps
+//! down before anyone else may take over. Writes carry the Lease's resourceVersion, so two
+//! replicas racing for an expired lease cannot both win.
+
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+use kube::api::{Api, PostParams};
+use serde_json::json;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::Notify;
+
+#[derive(Debug, Clone)]
+pub struct LeaseConfig {
+    pub name: String,
+    pub namespace: String,
+    /// Who this replica is (pod name in a cluster, else host and pid).
+    pub identity: String,
+    pub duration: Duration,
+    /// How often the holder renews and a follower looks.
+    pub retry: Duration,
+}
+
+impl LeaseConfig {
+    pub fn new(name: String, namespace: String, duration: Duration) -> LeaseConfig {
+        let identity = std::env::var("POD_NAME").ok().filter(|s| !s.is_empty()).unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or_default();
+            format!("{host}-{}", std::process::id())
+        });
+        let retry = (duration / 5).max(Duration::from_millis(200));
+        LeaseConfig { name, namespace, identity, duration, retry }
+    }
+}
+
+/// What the Lease says, in plain numbers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Held {
+    pub holder: Option<String>,
+    pub renewed_ms: Option<i64>,
+    pub duration_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// No Lease yet: create it holding it.
+    Create,
+    /// Ours: renew it.
+    Renew,
+    /// Someone else's and expired (or released): take it over.
+    TakeOver,
+    /// Someone else's and live.
+    Follow,
+}
+
+/// Pure: what to do with the Lease at `now_ms`.
+pub fn decide(held: Option<&Held>, me: &str, now_ms: i64) -> Decision {
+    let Some(held) = held else { return Decision::Create };
+    match &held.holder {
+        Some(holder) if holder == me => Decision::Renew,
+        Some(holder) if !holder.is_empty() => match held.renewed_ms {
+            Some(renewed) if now_ms < renewed + held.duration_ms => Decision::Follow,
+            _ => Decision::TakeOver,
+        },
+        _ => Decision::TakeOver,
+    }
+}
+
+fn held(lease: &Lease) -> Held {
+    let spec = lease.spec.clone().unwrap_or_default();
+    Held {
+        holder: spec.holder_identity,
+        renewed_ms: spec.renew_time.map(|t| t.0.as_millisecond()),
+        duration_ms: i64::from(spec.lease_duration_seconds.unwrap_or(15)) * 1000,
+    }
+}
+
+fn now() -> MicroTime {
+    MicroTime(k8s_openapi::jiff::Timestamp::now())
+}
+
+/// Runs the election until the process ends; `leader` tells the daemon whether it may apply
+/// and `wake` is notified when this replica becomes leader.
+pub async fn run(client: kube::Client, config: LeaseConfig, leader: Arc<AtomicBool>, wake: Arc<Notify>) {
+    let api: Api<Lease> = Api::namespaced(client, &config.namespace);
+    let mut last_renewed: Option<Instant> = None;
+    loop {
+        let result = attempt(&api, &config).await;
+        let was = leader.load(Ordering::Relaxed);
+        let is = match result {
+            Ok(true) => {
+                last_renewed = Some(Instant::now());
+                true
+            }
+            Ok(false) => false,
+            Err(e) => {
+                tracing::warn!(error = %e, lease = %config.name, "lease request failed");
+                // Keep leading only while the lease we hold cannot have expired for others.
+                was && last_renewed.is_some_and(|t| t.elapsed() < config.duration * 2 / 3)
+            }
+        };
+        if is != was {
+            leader.store(is, Ordering::Relaxed);
+            if is {
+                tracing::info!(identity = %config.identity, lease = %config.name, "became leader");
+                wake.notify_one();
+            } else {
+                tracing::warn!(identity = %config.identity, lease = %config.name, "lost leadership; applying stops");
+            }
+        }
+        tokio::time::sleep(config.retry).await;
+    }
+}
+
+/// One look at the Lease; `Ok(true)` when this replica holds it afterwards.
+async fn attempt(api: &Api<Lease>, config: &LeaseConfig) -> Result<bool, kube::Error> {
+    let current = api.get_opt(&config.name).await?;
+    let now_ms = k8s_openapi::jiff::Timestamp::now().as_millisecond();
+    let seconds = config.duration.as_secs().max(1) as i32;
+    match decide(current.as_ref().map(held).as_ref(), &config.identity, now_ms) {
+        Decision::Follow => Ok(false),
+        Decision::Create => {
+            let lease: Lease = serde_json::from_value(json!({
+                "metadata": { "name": config.name, "labels": { "app.kubernetes.io/managed-by": "plugsync" } },
+                "spec": {
+                    "holderIdentity": config.identity,
+                    "leaseDurationSeconds": seconds,
+                    "leaseTransitions": 0,
+                },
+            }))
+            .map_err(kube::Error::SerdeError)?;
+            let mut lease = lease;
+            if let Some(spec) = lease.spec.as_mut() {
+                spec.acquire_time = Some(now());
+                spec.renew_time = Some(now());
+            }
+            match api.create(&PostParams::default(), &lease).await {
+                Ok(_) => Ok(true),
+                Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
+                Err(e) => Err(e),
+            }
+        }
+        decision => {
+            let Some(mut lease) = current else { return Ok(false) };
+            let spec = lease.spec.get_or_insert_with(Default::default);
+            if decision == Decision::TakeOver {
+                spec.holder_identity = Some(config.identity.clone());
+                spec.acquire_time = Some(now());
+                spec.lease_transitions = Some(spec.lease_transitions.unwrap_or(0) + 1);
+            }
+            spec.renew_time = Some(now());
+            spec.lease_duration_seconds = Some(seconds);
+            // The resourceVersion read above makes this a compare-and-swap.
+            match api.replace(&config.name, &PostParams::default(), &lease).await {
+                Ok(_) => Ok(true),
+                Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
+                Err(e) => Err(e),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decision_table() {
+        let lease = |holder: Option<&str>, renewed: Option<i64>| Held {
+            holder: holder.map(str::to_string),
+            renewed_ms: renewed,
+            duration_ms: 10_000,
+        };
+        let cases = [
+            (None, 0, Decision::Create),
+            (Some(lease(Some("me"), Some(0))), 50_000, Decision::Renew),
+            (Some(lease(Some("other"), Some(1_000))), 10_999, Decision::Follow),
+            (Some(lease(Some("other"), Some(1_000))), 11_000, Decision::TakeOver),
+            (Some(lease(Some("other"), None)), 0, Decision::TakeOver),
+            (Some(lease(Some(""), Some(1_000))), 2_000, Decision::TakeOver),
+            (Some(lease(None, Some(1_000))), 2_000, Decision::TakeOver),
+        ];
+        for (held, now, want) in cases {
+            assert_eq!(decide(held.as_ref(), "me", now), want, "{held:?} at {now}");
+        }
+    }
+}
