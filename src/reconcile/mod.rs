@@ -283,7 +283,8 @@ impl<'a, B: Backend> Reconciler<'a, B> {
         });
         let results = futures_util::future::join_all(probes).await;
         for (instance, ready) in instances.iter_mut().zip(results) {
-            instance.ready = Some(ready);
+            // An engine that knows readiness itself (Kubernetes) has a say too.
+            instance.ready = Some(ready && instance.ready != Some(false));
         }
         Ok(instances)
     }

@@ -349,6 +349,13 @@ fn pod_instance(pod: &Pod) -> Option<Instance> {
         meta.annotations.as_ref().and_then(|a| a.get(labels::SPEC)).and_then(|s| serde_json::from_str(s).ok());
     let (state, oom_killed, restart_count) = pod_state(pod);
     let address = pod.status.as_ref().and_then(|s| s.pod_ip.as_deref()).and_then(|ip| ip.parse().ok());
+    // The kubelet's readiness probe: the Service's endpoints follow it, so plugsync's own
+    // probe is not enough to call a pod ready.
+    let containers_ready = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "ContainersReady" && c.status == "True"));
     Some(Instance {
         id: meta.name.clone()?,
         name: meta.name.clone()?,
@@ -361,7 +368,7 @@ fn pod_instance(pod: &Pod) -> Option<Instance> {
         state,
         serving: get(SERVING) == "true",
         address,
-        ready: None,
+        ready: Some(containers_ready),
         oom_killed,
         restart_count,
     })
