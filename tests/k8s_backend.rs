@@ -171,7 +171,11 @@ async fn rolling_bump_never_drops_below_the_floor() {
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 if let Ok(pods) = api.list(&kube::api::ListParams::default().labels("plugsync.plugin=web")).await {
                     let v2 = pods.items.iter().filter(|p| label(p, "plugsync.version") == Some(V2)).count();
-                    seen.push((t0.elapsed().as_secs_f64(), ready_serving(&pods.items), v2));
+                    let n = ready_serving(&pods.items);
+                    if n < 3 {
+                        eprintln!("dip: {}", describe_pods(&pods.items));
+                    }
+                    seen.push((t0.elapsed().as_secs_f64(), n, v2));
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
@@ -206,7 +210,7 @@ async fn never_ready_version_is_rolled_back() {
     let Some(cluster) = Cluster::connect("knever").await else { return };
     cluster.ensure_echo_images(&[V1, V2]).await;
     let fleet = K8sFleet::new(&cluster);
-    let web = PluginDef::new("web", V1).replicas(2).rollout(&direct("8s"));
+    let web = PluginDef::new("web", V1).replicas(2).rollout(&direct("20s"));
     fleet.plugin(&web);
     let backend = cluster.backend().await;
     assert!(all_converged(&fleet.reconcile(&backend).await));

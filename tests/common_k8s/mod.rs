@@ -38,8 +38,13 @@ fn locate() -> Option<(String, String)> {
     kubeconfig.map(|k| (k, docker))
 }
 
+static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// A namespace of its own on the cluster, deleted (with everything in it) on drop.
 pub struct Cluster {
+    /// One test at a time on the single-node cluster: parallel pod start-ups on 2 cores
+    /// turn readiness timeouts into noise.
+    _turn: tokio::sync::MutexGuard<'static, ()>,
     pub namespace: String,
     pub client: kube::Client,
     pub node_docker: bollard::Docker,
@@ -74,7 +79,8 @@ impl Cluster {
             panic!("the cluster's node Docker at {docker_host} does not answer: {e}; {HOW_TO_RUN}")
         });
         let namespace = format!("t-{tag}-{}", std::process::id());
-        let cluster = Cluster { namespace, client, node_docker };
+        let turn = TURN.lock().await;
+        let cluster = Cluster { _turn: turn, namespace, client, node_docker };
         cluster.delete_namespace_and_wait().await;
         let api: Api<Namespace> = Api::all(cluster.client.clone());
         let body: Namespace =
@@ -325,4 +331,26 @@ impl Drop for EndpointsClient {
             t.abort();
         }
     }
+}
+
+/// `name version serving ready [terminating]` per pod, for failure messages.
+pub fn describe_pods(pods: &[Pod]) -> String {
+    pods.iter()
+        .map(|p| {
+            let ready = p
+                .status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .and_then(|c| c.iter().find(|c| c.type_ == "Ready").map(|c| c.status.clone()))
+                .unwrap_or_default();
+            format!(
+                "{} v{} serving={} ready={ready}{}",
+                p.metadata.name.as_deref().unwrap_or("?"),
+                label(p, "plugsync.version").unwrap_or("?"),
+                label(p, "plugsync.serving").unwrap_or("-"),
+                if p.metadata.deletion_timestamp.is_some() { " terminating" } else { "" }
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }

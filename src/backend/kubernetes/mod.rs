@@ -18,7 +18,7 @@ use crate::plan::{Instance, InstanceSpec, Observed, RunState, Slot};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use objects::{PARKED, SERVING};
+use objects::{MEMBER, PARKED, SERVING};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -28,6 +28,8 @@ const ENGINE: &str = "Kubernetes";
 const MANAGER: &str = "plugsync";
 /// How long a retiring pod stays out of the Service's endpoints before it is deleted.
 const DRAIN: Duration = Duration::from_millis(1000);
+/// How long the ReplicaSet controller gets to release a pod leaving it.
+const RELEASE_WAIT: Duration = Duration::from_secs(15);
 /// Optimistic-concurrency retries on a Deployment another writer changed meanwhile.
 const CONFLICT_RETRIES: usize = 20;
 /// Instance-id prefixes of what is not a pod: a replica the ReplicaSet has yet to create,
@@ -240,19 +242,78 @@ impl KubernetesBackend {
             .items)
     }
 
-    /// Deletes a pod and takes one replica off its Deployment, pod first: the ReplicaSet
-    /// either has not noticed yet (nothing happens) or has just created a replacement,
-    /// which, unscheduled and pending, is the first it removes on the scale-down.
-    async fn remove_pod(&self, deployment: Option<&str>, pod: &str) -> Result<(), BackendError> {
-        match self.api::<Pod>().delete(pod, &DeleteParams::default()).await {
-            Ok(_) => {}
-            Err(kube::Error::Api(status)) if status.code == 404 => return Ok(()),
-            Err(e) => return Err(self.refused("delete", format!("pod {pod}"), e)),
-        }
+    /// Takes one given pod away from its Deployment without the ReplicaSet choosing another:
+    /// the pod leaves the Deployment's selector (`plugsync.member=retiring`), plugsync waits
+    /// until the ReplicaSet has released it (so the controller has seen the change), then
+    /// lowers the replicas, which removes only the replacement the ReplicaSet may have begun
+    /// (unscheduled or unready pods go first), and finally deletes the pod itself.
+    /// (Deleting the pod and scaling down at once races the controller's cache: seen here
+    /// removing a second, serving pod.)
+    async fn remove_pod(&self, deployment: Option<&str>, pod: &str, park: bool) -> Result<(), BackendError> {
         if let Some(deployment) = deployment {
-            self.adjust(deployment, -1, 0).await?;
+            let patch = json!({ "metadata": { "labels": { MEMBER: "retiring" } } });
+            match self.api::<Pod>().patch(pod, &PatchParams::default(), &Patch::Merge(&patch)).await {
+                Ok(_) => self.wait_released(pod).await?,
+                // Gone already (deleted by hand): the ReplicaSet replaces it; the replica goes.
+                Err(kube::Error::Api(status)) if status.code == 404 => {}
+                Err(e) => return Err(self.refused("release", format!("pod {pod}"), e)),
+            }
+            self.adjust(deployment, -1, i64::from(park)).await?;
         }
-        Ok(())
+        match self.api::<Pod>().delete(pod, &DeleteParams::default()).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+            Err(e) => Err(self.refused("delete", format!("pod {pod}"), e)),
+        }
+    }
+
+    async fn wait_released(&self, pod: &str) -> Result<(), BackendError> {
+        let deadline = std::time::Instant::now() + RELEASE_WAIT;
+        loop {
+            let current = match self.api::<Pod>().get_opt(pod).await {
+                Ok(Some(p)) => p,
+                Ok(None) => return Ok(()),
+                Err(e) => return Err(self.refused("read", format!("pod {pod}"), e)),
+            };
+            let owned = current.metadata.owner_references.unwrap_or_default().iter().any(|o| o.kind == "ReplicaSet");
+            if !owned {
+                return Ok(());
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(BackendError::Refused {
+                    engine: ENGINE,
+                    action: "release",
+                    subject: format!("pod {pod}"),
+                    detail: format!("its ReplicaSet did not release it within {RELEASE_WAIT:?} (is the controller-manager running?)"),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Retires (or parks) one instance: a seat or parked replica is a count on its
+    /// Deployment; a pod leaves traffic first, drains, and is removed by [`Self::remove_pod`].
+    async fn take_away(&self, fleet: &str, instance: &Instance, park: bool) -> Result<(), BackendError> {
+        if instance.state == RunState::Removing {
+            // Already released from its Deployment: only the pod is left to delete.
+            return self.remove_pod(None, &instance.id, false).await;
+        }
+        let deployment = self.deployment_of(fleet, instance).await?;
+        let Some(name) = deployment else {
+            return if is_pod(instance) { self.remove_pod(None, &instance.id, false).await } else { Ok(()) };
+        };
+        if instance.id.starts_with(PARKED_SEAT) {
+            return if park { Ok(()) } else { self.adjust(&name, 0, -1).await.map(|_| ()) };
+        }
+        if instance.id.starts_with(SEAT) {
+            return self.adjust(&name, -1, i64::from(park)).await.map(|_| ());
+        }
+        if instance.serving {
+            // Out of the Service first, requests in flight finish, then the pod goes.
+            self.label_serving(instance, false).await?;
+            tokio::time::sleep(DRAIN).await;
+        }
+        self.remove_pod(Some(&name), &instance.id, park).await
     }
 
     async fn start_replicas(&self, request: &StartRequest<'_>, count: u32) -> Result<(), BackendError> {
@@ -347,7 +408,11 @@ fn pod_instance(pod: &Pod) -> Option<Instance> {
     let (slot, spec_hash) = group_from(label)?;
     let spec: Option<InstanceSpec> =
         meta.annotations.as_ref().and_then(|a| a.get(labels::SPEC)).and_then(|s| serde_json::from_str(s).ok());
-    let (state, oom_killed, restart_count) = pod_state(pod);
+    let (mut state, oom_killed, restart_count) = pod_state(pod);
+    if get(MEMBER) != "true" {
+        // Released by a retirement that did not finish (plugsync stopped in between).
+        state = RunState::Removing;
+    }
     let address = pod.status.as_ref().and_then(|s| s.pod_ip.as_deref()).and_then(|ip| ip.parse().ok());
     // The kubelet's readiness probe: the Service's endpoints follow it, so plugsync's own
     // probe is not enough to call a pod ready.
@@ -443,10 +508,21 @@ impl Backend for KubernetesBackend {
         let (deployments, pods) = (deployments?, pods?.items);
         // Pods on their way out are no longer instances (their endpoints are gone already).
         let live: Vec<&Pod> = pods.iter().filter(|p| p.metadata.deletion_timestamp.is_none()).collect();
-        let mut instances: Vec<Instance> = live.iter().filter_map(|p| pod_instance(p)).collect();
+        let all: Vec<Instance> = live.iter().filter_map(|p| pod_instance(p)).collect();
+        let (mut instances, members): (Vec<Instance>, Vec<Instance>) =
+            all.into_iter().partition(|i| i.state == RunState::Removing);
         for d in &deployments {
             let group = group_of(d);
-            let have = instances.iter().filter(|i| Some((i.slot, i.spec_hash.clone())) == group).count();
+            let mut mine: Vec<Instance> =
+                members.iter().filter(|i| Some((i.slot, i.spec_hash.clone())) == group).cloned().collect();
+            // Beyond the Deployment's replicas the ReplicaSet is about to delete some pods
+            // (a replacement it began for a pod plugsync released): they are not instances,
+            // or a strategy would retire one of them and take a second replica away.
+            let wanted = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0).max(0) as usize;
+            mine.sort_by_key(|i| (i.ready != Some(true), !i.serving, i.name.clone()));
+            mine.truncate(wanted);
+            let have = mine.len();
+            instances.extend(mine);
             instances.extend(placeholders(d, have));
         }
         instances.sort_by(|a, b| (&a.plugin, &a.name).cmp(&(&b.plugin, &b.name)));
@@ -487,43 +563,10 @@ impl Backend for KubernetesBackend {
     }
 
     async fn park(&self, fleet: &str, instance: &Instance) -> Result<(), BackendError> {
-        if instance.serving {
-            self.label_serving(instance, false).await?;
-            tokio::time::sleep(DRAIN).await;
-        }
-        let deployment = self.deployment_of(fleet, instance).await?;
-        if is_pod(instance) {
-            match self.api::<Pod>().delete(&instance.id, &DeleteParams::default()).await {
-                Ok(_) => {}
-                Err(kube::Error::Api(status)) if status.code == 404 => {}
-                Err(e) => return Err(self.refused("delete", format!("pod {}", instance.id), e)),
-            }
-        }
-        match deployment {
-            Some(name) if !instance.id.starts_with(PARKED_SEAT) => self.adjust(&name, -1, 1).await.map(|_| ()),
-            _ => Ok(()),
-        }
+        self.take_away(fleet, instance, true).await
     }
 
     async fn retire(&self, fleet: &str, instance: &Instance) -> Result<(), BackendError> {
-        let deployment = self.deployment_of(fleet, instance).await?;
-        if instance.id.starts_with(PARKED_SEAT) {
-            return match deployment {
-                Some(name) => self.adjust(&name, 0, -1).await.map(|_| ()),
-                None => Ok(()),
-            };
-        }
-        if instance.id.starts_with(SEAT) {
-            return match deployment {
-                Some(name) => self.adjust(&name, -1, 0).await.map(|_| ()),
-                None => Ok(()),
-            };
-        }
-        if instance.serving && instance.is_running() {
-            // Out of the Service first, requests in flight finish, then the pod goes.
-            self.label_serving(instance, false).await?;
-            tokio::time::sleep(DRAIN).await;
-        }
-        self.remove_pod(deployment.as_deref(), &instance.id).await
+        self.take_away(fleet, instance, false).await
     }
 }

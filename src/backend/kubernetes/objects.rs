@@ -9,6 +9,9 @@ use serde_json::{json, Map, Value};
 
 /// Pod label the Service selects on: the pod is in traffic.
 pub const SERVING: &str = "plugsync.serving";
+/// Pod label in every Deployment's selector: `true` while the pod belongs to it; a pod
+/// being retired is switched to `retiring`, which releases it from its ReplicaSet.
+pub const MEMBER: &str = "plugsync.member";
 /// Deployment annotation: instances parked by blue-green `keepPreviousEnvironment`
 /// (scaled away, spec kept for an instant switch back).
 pub const PARKED: &str = "plugsync.parked";
@@ -75,6 +78,7 @@ fn pod_selector(request: &StartRequest<'_>) -> Map<String, Value> {
     m.insert(labels::PLUGIN.into(), json!(label_value(&request.spec.plugin)));
     m.insert(labels::SLOT.into(), json!(request.slot.as_str()));
     m.insert(labels::SPEC_HASH.into(), json!(label_value(request.hash)));
+    m.insert(MEMBER.into(), json!("true"));
     m
 }
 
