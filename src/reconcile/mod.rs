@@ -212,11 +212,18 @@ impl<'a, B: Backend> Reconciler<'a, B> {
             let mut state = self.memory.and_then(|m| m.state(&plugin.id, &target.hash)).unwrap_or_default();
             let mut analyst = analyst::Analyst::new(plugin, &self.client);
             let mut last_note = String::new();
+            let mut unreachable_since: Option<Instant> = None;
             loop {
                 let instances = match self.observe_probed(&plugin.id, |slot| whole_plugin || target.owns(slot)).await {
                     Ok(i) => i,
+                    Err(e) if outlasts(&e, &mut unreachable_since) => {
+                        tracing::warn!(error = %e, "engine unreachable; the step is retried");
+                        tokio::time::sleep(strategy::POLL).await;
+                        continue;
+                    }
                     Err(e) => return Result_::Failed { reason: e.to_string() },
                 };
+                unreachable_since = None;
                 let evidence = analyst.evidence(&state, &instances).await;
                 let control = self.memory.and_then(|m| m.take_control(&plugin.id));
                 let now_ms = self.clock.elapsed().as_millis() as u64;
@@ -224,8 +231,15 @@ impl<'a, B: Backend> Reconciler<'a, B> {
                     StepInput { target, instances: &instances, state: &state, now_ms, evidence: &evidence, control };
                 let step = strategy.step(&input);
                 let acted = !step.actions.is_empty();
-                if let Err(e) = self.act(&step.actions, &instances, &secrets).await {
-                    return Result_::Failed { reason: e.to_string() };
+                match self.act(&step.actions, &instances, &secrets).await {
+                    Ok(()) => {}
+                    // The step is recomputed from what runs once the engine answers again.
+                    Err(e) if outlasts(&e, &mut unreachable_since) => {
+                        tracing::warn!(error = %e, "engine unreachable; the step is retried");
+                        tokio::time::sleep(strategy::POLL).await;
+                        continue;
+                    }
+                    Err(e) => return Result_::Failed { reason: e.to_string() },
                 }
                 state = step.state;
                 if let Some(m) = self.memory {
@@ -342,6 +356,18 @@ impl<'a, B: Backend> Reconciler<'a, B> {
         }
         first_error.map_or(Ok(()), Err)
     }
+}
+
+/// How long a rollout waits out an engine that stopped answering (a restarting API server
+/// or Docker daemon) before it fails.
+const UNREACHABLE_GRACE: Duration = Duration::from_secs(45);
+
+/// Whether `error` is an outage still inside [`UNREACHABLE_GRACE`] (and starts the clock).
+fn outlasts(error: &BackendError, since: &mut Option<Instant>) -> bool {
+    if !matches!(error, BackendError::Unreachable { .. }) {
+        return false;
+    }
+    since.get_or_insert_with(Instant::now).elapsed() < UNREACHABLE_GRACE
 }
 
 /// Resolves `secretEnv` on this host. The values go to the backend call and nowhere else.

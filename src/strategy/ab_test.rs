@@ -63,7 +63,7 @@ impl SlotStrategy for AbTest {
         let b: Vec<&Instance> = input.instances.iter().filter(|i| i.slot == Slot::B && i.spec_hash == t.hash).collect();
         let mut actions = retire_side_slots(input, Some(Slot::B));
         if a.is_empty() {
-            return settle(input, &main, &b, actions, state);
+            return settle(input, &main, &b, actions, state, self.health_check_timeout);
         }
         remember_previous(&super::canary::restricted(input, &main), &mut state);
         apply_control(&mut state, input.control);

@@ -77,7 +77,7 @@ impl SlotStrategy for BlueGreen {
             if !self.config.keep_previous_environment {
                 actions.extend(parked.iter().map(|i| Action::Retire { instance: i.id.clone() }));
             }
-            return settle(input, &main, &[], actions, state);
+            return settle(input, &main, &[], actions, state, self.health_check_timeout);
         }
         let new_slot = if active.iter().any(|i| i.slot == Slot::Green) { Slot::Blue } else { Slot::Green };
         apply_control(&mut state, input.control);

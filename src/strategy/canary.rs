@@ -87,7 +87,7 @@ impl SlotStrategy for Canary {
         let mut actions = retire_side_slots(input, Some(Slot::Canary));
         if old.is_empty() {
             // Nothing to protect: creation, scaling, repair, or the end of a promotion.
-            return settle(input, &main, &canary, actions, state);
+            return settle(input, &main, &canary, actions, state, self.health_check_timeout);
         }
         remember_previous(&restricted(input, &main), &mut state);
         if let Some(prev) = &mut state.previous {

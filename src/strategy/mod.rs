@@ -93,6 +93,8 @@ pub struct RolloutState {
     pub promoted: bool,
     /// The outcome a finishing rollout reports (e.g. "A won: …").
     pub note: Option<String>,
+    /// When a progressive strategy began converging like a creation (its readiness deadline).
+    pub settle_started_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -210,18 +212,30 @@ pub(crate) fn retire_side_slots(input: &StepInput, trial: Option<Slot>) -> Vec<A
 }
 
 /// Nothing older runs: converge the main instances like a creation (and drop `trial`).
+/// Instances that are not ready within `timeout` of the first pending step fail the
+/// rollout (what runs stays; a creation that never comes up must not hold the pass forever).
 pub(crate) fn settle(
     input: &StepInput,
     main: &[Instance],
     trial: &[&Instance],
     mut actions: Vec<Action>,
-    state: RolloutState,
+    mut state: RolloutState,
+    timeout: Duration,
 ) -> Step {
     let t = input.target;
     let sub = canary::restricted(input, main);
     let pending = converge_same_spec(&sub, &t.spec, &t.hash, t.replicas, &mut actions);
     actions.extend(trial.iter().map(|i| Action::Retire { instance: i.id.clone() }));
-    Step { outcome: pending.unwrap_or(Outcome::Converged), actions, state }
+    let Some(outcome) = pending else {
+        return Step { outcome: Outcome::Converged, actions, state };
+    };
+    let since = *state.settle_started_ms.get_or_insert(input.now_ms);
+    if input.now_ms.saturating_sub(since) > timeout.as_millis() as u64 {
+        let ready = main.iter().filter(|i| i.spec_hash == t.hash && is_ready(i)).count();
+        let reason = format!("{ready} of {} instance(s) of {} ready after {timeout:?}", t.replicas, t.spec.version);
+        return Step { outcome: Outcome::Failed { reason }, actions: Vec::new(), state };
+    }
+    Step { outcome, actions, state }
 }
 
 /// Brings a slot to `replicas` ready, serving instances of `hash` without touching the rest:

@@ -2230,3 +2230,21 @@ fn ab_abort_during_promotion_retires_the_promoted_instances() {
         assert!(r.contains(&id), "{id} keeps running after 'A stays': {:?}", s.actions);
     }
 }
+
+/// A progressive strategy creating a plugin whose instances never become ready fails after
+/// the health-check timeout instead of holding the pass forever (seen on a loaded cluster).
+#[test]
+fn progressive_creation_that_never_becomes_ready_fails_after_the_timeout() {
+    let t = target("2.0.0", 2);
+    let strategy = bg(bg_config());
+    let world = group("2.0.0", Slot::Stable, 2, false, false, "n");
+    let first = go(&strategy, &t, &world, &RolloutState::default(), 1_000);
+    assert_eq!(kind(&first.outcome), "progress");
+    assert_eq!(first.state.settle_started_ms, Some(1_000));
+    let later = go(&strategy, &t, &world, &first.state, 1_000 + TIMEOUT.as_millis() as u64 + 1);
+    match later.outcome {
+        Outcome::Failed { reason } => assert!(reason.contains("0 of 2"), "{reason}"),
+        other => panic!("expected a failure, got {other:?}"),
+    }
+    assert!(later.actions.is_empty(), "what runs stays: {:?}", later.actions);
+}
