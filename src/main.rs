@@ -49,6 +49,10 @@ enum Command {
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
+        /// Change nothing: print where what runs departs from Git (drift). Exit 2 when there
+        /// is drift, 0 when there is none.
+        #[arg(long)]
+        detect_only: bool,
         #[arg(long, value_parser = parse_environment)]
         environment: Option<Environment>,
         #[command(flatten)]
@@ -131,8 +135,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let local = plugsync::source::load_dir(&path, environment)?;
             runtime()?.block_on(cli::apply::plan(&local.loaded, &local.revision, format, &backend.choice()))
         }
-        Command::Reconcile { path, once: _, json, environment, backend } => {
+        Command::Reconcile { path, once: _, json, detect_only, environment, backend } => {
             let local = plugsync::source::load_dir(&path, environment)?;
+            if detect_only {
+                return runtime()?.block_on(cli::apply::detect(
+                    &local.loaded,
+                    &local.revision,
+                    json,
+                    &backend.choice(),
+                ));
+            }
             runtime()?.block_on(cli::apply::reconcile(&local.loaded, &local.revision, json, &backend.choice()))
         }
         Command::Run(args) => runtime()?.block_on(cli::daemon::run(args)),

@@ -141,6 +141,7 @@ impl Echo {
             ready: Some(true),
             oom_killed: false,
             restart_count: 0,
+            runtime: None,
         }
     }
 }

@@ -102,6 +102,10 @@ impl Backend for AnyBackend {
         forward!(self, b => b.park(fleet, instance))
     }
 
+    async fn squatters(&self, fleet: &str) -> Result<Vec<crate::plan::drift::Squatter>, BackendError> {
+        forward!(self, b => b.squatters(fleet))
+    }
+
     async fn retire(&self, fleet: &str, instance: &Instance) -> Result<(), BackendError> {
         forward!(self, b => b.retire(fleet, instance))
     }

@@ -2,7 +2,9 @@
 //! serving instances carry the plugin id as network alias.
 
 use super::{Backend, BackendError, StartRequest};
+use crate::plan::drift::Squatter;
 use crate::plan::observed::labels;
+use crate::plan::observed::Runtime;
 use crate::plan::{Instance, InstanceSpec, Observed, RunState, Slot};
 use bollard::models::{
     ContainerCreateBody, ContainerInspectResponse, EndpointIpamConfig, EndpointSettings, HostConfig, Ipam, IpamConfig,
@@ -120,6 +122,9 @@ impl DockerBackend {
 
     fn instance(&self, inspect: ContainerInspectResponse) -> Option<Instance> {
         let config = inspect.config?;
+        let image = config.image.clone().unwrap_or_default();
+        let env = config.env.clone().unwrap_or_default();
+        let host = inspect.host_config.clone().unwrap_or_default();
         let label = config.labels?;
         let get = |k: &str| label.get(k).cloned().unwrap_or_default();
         let state = inspect.state.unwrap_or_default();
@@ -127,6 +132,7 @@ impl DockerBackend {
         let endpoint = inspect.network_settings.and_then(|n| n.networks).and_then(|mut n| n.remove(&self.network));
         let plugin = get(labels::PLUGIN);
         let serving = endpoint.as_ref().and_then(|e| e.aliases.as_ref()).is_some_and(|a| a.contains(&plugin));
+        let on_network = endpoint.is_some();
         let address = endpoint.and_then(|e| e.ip_address).filter(|ip| !ip.is_empty()).and_then(|ip| ip.parse().ok());
         let mut run_state = RunState::parse(&status);
         if run_state == RunState::Running && address.is_none() {
@@ -134,13 +140,29 @@ impl DockerBackend {
             // reach it, so it is as good as dead and gets replaced.
             run_state = RunState::Dead;
         }
+        let spec = serde_json::from_str::<InstanceSpec>(&get(labels::SPEC)).ok();
+        let runtime = Runtime {
+            image: normalise_image(&image),
+            // Only what the spec sets: the image's own ENV is not drift, secrets never shown.
+            env: env
+                .iter()
+                .filter_map(|kv| kv.split_once('='))
+                .filter(|(k, _)| spec.as_ref().is_some_and(|s| s.env.contains_key(*k)))
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            nano_cpus: host.nano_cpus.filter(|n| *n > 0),
+            memory: host.memory.filter(|m| *m > 0),
+            on_network,
+            status: status.clone(),
+            exit_code: state.exit_code,
+        };
         Some(Instance {
             id: inspect.id?,
             name: inspect.name.unwrap_or_default().trim_start_matches('/').to_string(),
             slot: Slot::parse(&get(labels::SLOT)).unwrap_or(Slot::Stable),
             version: get(labels::VERSION),
             spec_hash: get(labels::SPEC_HASH),
-            spec: serde_json::from_str::<InstanceSpec>(&get(labels::SPEC)).ok(),
+            spec,
             revision: get(labels::REVISION),
             state: run_state,
             serving,
@@ -148,6 +170,7 @@ impl DockerBackend {
             ready: None,
             oom_killed: state.oom_killed.unwrap_or(false),
             restart_count: inspect.restart_count.unwrap_or(0).max(0) as u32,
+            runtime: Some(runtime),
             plugin,
         })
     }
@@ -183,6 +206,31 @@ impl DockerBackend {
         let request = NetworkDisconnectRequest { container: id.to_string(), force: Some(true) };
         self.docker.disconnect_network(&self.network, request).await.map_err(|e| self.refused("disconnect", id, e))
     }
+}
+
+/// `nginx` → `docker.io/library/nginx:latest`, so a spec and what Docker reports compare
+/// equal however either spelled it (a digest reference is kept as is).
+pub fn normalise_image(reference: &str) -> String {
+    let (name, tag) = match reference.rsplit_once('@') {
+        Some(_) => (reference.to_string(), String::new()),
+        None => {
+            let slash = reference.rfind('/').map(|i| i + 1).unwrap_or(0);
+            match reference[slash..].rfind(':') {
+                Some(i) => (reference[..slash + i].to_string(), reference[slash + i..].to_string()),
+                None => (reference.to_string(), ":latest".to_string()),
+            }
+        }
+    };
+    let first = name.split('/').next().unwrap_or_default();
+    let has_registry = name.contains('/') && (first.contains('.') || first.contains(':') || first == "localhost");
+    let full = if has_registry {
+        name
+    } else if name.contains('/') {
+        format!("docker.io/{name}")
+    } else {
+        format!("docker.io/library/{name}")
+    };
+    format!("{full}{tag}")
 }
 
 /// Unique enough container-name suffix without a random-number crate.
@@ -292,6 +340,29 @@ impl Backend for DockerBackend {
             subject: name,
             detail: "the new container has no labels".into(),
         })
+    }
+
+    async fn squatters(&self, fleet: &str) -> Result<Vec<Squatter>, BackendError> {
+        // Names plugsync gives: `<fleet>-<plugin>-<slot>-<suffix>`.
+        let filters = HashMap::from([("name".to_string(), vec![format!("^/{fleet}-")])]);
+        let options = ListContainersOptions { all: true, filters: Some(filters), ..Default::default() };
+        let found = self
+            .docker
+            .list_containers(Some(options))
+            .await
+            .map_err(|e| self.refused("list containers named after fleet", fleet, e))?;
+        Ok(found
+            .into_iter()
+            .filter(|c| c.labels.as_ref().and_then(|l| l.get(labels::FLEET)).map(String::as_str) != Some(fleet))
+            .filter_map(|c| {
+                let name = c.names?.into_iter().next()?.trim_start_matches('/').to_string();
+                let rest = name.strip_prefix(&format!("{fleet}-"))?;
+                let mut parts: Vec<&str> = rest.rsplitn(3, '-').collect();
+                let plugin = parts.pop().filter(|_| parts.len() == 2)?.to_string();
+                Slot::parse(parts[1])?;
+                Some(Squatter { name, plugin })
+            })
+            .collect())
     }
 
     async fn serve(&self, _fleet: &str, instance: &Instance) -> Result<(), BackendError> {

@@ -6,6 +6,7 @@ pub mod docker;
 pub mod kubernetes;
 pub mod probe;
 
+use crate::plan::drift::Squatter;
 use crate::plan::{Instance, InstanceSpec, Observed, Slot};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -72,6 +73,10 @@ pub trait Backend: Send + Sync {
     fn unserve(&self, fleet: &str, instance: &Instance) -> impl Future<Output = Result<(), BackendError>> + Send;
     /// Stops an instance and keeps it for an instant switch back.
     fn park(&self, fleet: &str, instance: &Instance) -> impl Future<Output = Result<(), BackendError>> + Send;
+    /// Containers holding a name of the fleet's without plugsync's labels (drift: foreign).
+    fn squatters(&self, _fleet: &str) -> impl Future<Output = Result<Vec<Squatter>, BackendError>> + Send {
+        async { Ok(Vec::new()) }
+    }
     /// Takes an instance out of traffic, stops and removes it.
     fn retire(&self, fleet: &str, instance: &Instance) -> impl Future<Output = Result<(), BackendError>> + Send;
 }

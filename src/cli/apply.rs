@@ -106,6 +106,32 @@ pub async fn reconcile(
     Ok(if report.succeeded() && desired == DesiredHealth::Complete { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
+/// `reconcile --once --detect-only`: drift as it is now; exit 2 with drift, 0 without.
+pub async fn detect(loaded: &Loaded, revision: &str, json: bool, choice: &BackendChoice) -> anyhow::Result<ExitCode> {
+    if !loaded.is_valid() {
+        for d in loaded.errors() {
+            eprintln!("{d}");
+        }
+        anyhow::bail!("the fleet does not validate; drift is measured against a valid fleet only");
+    }
+    let backend = connect(&loaded.fleet, choice).await?;
+    let quiet = |_: &str| {};
+    let findings = Reconciler::new(&backend, &loaded.fleet, revision, &quiet)
+        .detect(None, &std::collections::BTreeMap::new())
+        .await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&findings)?);
+    } else if findings.is_empty() {
+        println!("fleet {}: no drift, what runs matches Git", loaded.fleet.config.fleet);
+    } else {
+        println!("fleet {}: {} drift finding(s)", loaded.fleet.config.fleet, findings.len());
+        for f in &findings {
+            println!("  {f}");
+        }
+    }
+    Ok(if findings.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(2) })
+}
+
 pub fn summary(report: &Report) -> String {
     if report.plan.no_changes() && report.plan.refused.is_empty() {
         return format!("fleet {}: nothing to do, everything matches Git\n", report.plan.fleet);

@@ -40,6 +40,7 @@ impl LeaseConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Held {
     pub holder: Option<String>,
+    /// When the record last changed (a renewal), on the caller's clock.
     pub renewed_ms: Option<i64>,
     pub duration_ms: i64,
 }
@@ -87,8 +88,13 @@ fn now() -> MicroTime {
 pub async fn run(client: kube::Client, config: LeaseConfig, leader: Arc<AtomicBool>, wake: Arc<Notify>) {
     let api: Api<Lease> = Api::namespaced(client, &config.namespace);
     let mut last_renewed: Option<Instant> = None;
+    let mut seen = Seen::default();
     loop {
-        let result = attempt(&api, &config).await;
+        // A request that hangs (half-open connection) must not keep a leader leading.
+        let result = match tokio::time::timeout(config.retry, attempt(&api, &config, &mut seen)).await {
+            Ok(result) => result,
+            Err(_) => Err(kube::Error::Service(format!("no answer within {:?}", config.retry).into())),
+        };
         let was = leader.load(Ordering::Relaxed);
         let is = match result {
             Ok(true) => {
@@ -115,12 +121,37 @@ pub async fn run(client: kube::Client, config: LeaseConfig, leader: Arc<AtomicBo
     }
 }
 
+/// When this replica last saw the Lease change, on its own monotonic clock: expiry is judged
+/// from that (as client-go does), never from another replica's wall-clock `renewTime`, so
+/// clock skew between nodes cannot cut a live lease short or make failover late.
+#[derive(Default)]
+struct Seen {
+    version: Option<String>,
+    at: Option<Instant>,
+    started: Option<Instant>,
+}
+
+impl Seen {
+    /// Local milliseconds: `now`, and when the record last changed.
+    fn observe(&mut self, lease: Option<&Lease>) -> (i64, Option<i64>) {
+        let started = *self.started.get_or_insert_with(Instant::now);
+        let version = lease.and_then(|l| l.metadata.resource_version.clone());
+        if version != self.version {
+            self.version = version;
+            self.at = Some(Instant::now());
+        }
+        let ms = |t: Instant| t.duration_since(started).as_millis() as i64;
+        (ms(Instant::now()), self.at.map(ms))
+    }
+}
+
 /// One look at the Lease; `Ok(true)` when this replica holds it afterwards.
-async fn attempt(api: &Api<Lease>, config: &LeaseConfig) -> Result<bool, kube::Error> {
+async fn attempt(api: &Api<Lease>, config: &LeaseConfig, seen: &mut Seen) -> Result<bool, kube::Error> {
     let current = api.get_opt(&config.name).await?;
-    let now_ms = k8s_openapi::jiff::Timestamp::now().as_millisecond();
-    let seconds = config.duration.as_secs().max(1) as i32;
-    match decide(current.as_ref().map(held).as_ref(), &config.identity, now_ms) {
+    let (now_ms, changed_ms) = seen.observe(current.as_ref());
+    let seconds = config.duration.as_secs_f64().ceil().max(1.0) as i32;
+    let record = current.as_ref().map(|lease| Held { renewed_ms: changed_ms, ..held(lease) });
+    match decide(record.as_ref(), &config.identity, now_ms) {
         Decision::Follow => Ok(false),
         Decision::Create => {
             let lease: Lease = serde_json::from_value(json!({

@@ -321,6 +321,10 @@ impl Daemon {
     async fn tick(&mut self) -> Duration {
         let started = Instant::now();
         let (tip, mut errors, degraded) = self.refresh().await;
+        if !self.may_apply() {
+            // A follower keeps its clone current and writes nothing: the leader applies.
+            return self.interval(self.last_good.as_ref().map(|(_, f)| f));
+        }
         // The same revision loads to the same fleet: parse it once, not on every poll.
         let loaded = match &self.loaded {
             Some((at, loaded)) if *at == tip && tip.is_some() => loaded.clone(),
@@ -347,18 +351,6 @@ impl Daemon {
                 }
             }
         };
-        if let Some(flag) = &self.leader {
-            let leading = flag.load(std::sync::atomic::Ordering::Relaxed);
-            if leading && !self.was_leader {
-                // The previous leader may have written status and left a rollout in flight.
-                self.statuses_from = None;
-            }
-            self.was_leader = leading;
-            if !leading {
-                tracing::debug!("not the leader; another replica applies");
-                return self.interval(Some(&fleet));
-            }
-        }
         let ok = match self.reconcile(&fleet, &revision, desired, &errors).await {
             Ok(report) => report.succeeded(),
             Err(e) => {
@@ -372,6 +364,22 @@ impl Daemon {
             self.metrics.set_last_applied(chrono::Utc::now().timestamp() as f64);
         }
         self.interval(Some(&fleet))
+    }
+
+    /// Whether this replica leads (always, without a Lease); on becoming leader it rereads
+    /// status (the previous leader may have left a rollout in flight), on losing it drops
+    /// status commits not pushed yet (the new leader's are newer).
+    fn may_apply(&mut self) -> bool {
+        let Some(flag) = &self.leader else { return true };
+        let leading = flag.load(std::sync::atomic::Ordering::Relaxed);
+        if leading && !self.was_leader {
+            self.statuses_from = None;
+        }
+        if !leading && self.was_leader {
+            self.pending_status.clear();
+        }
+        self.was_leader = leading;
+        leading
     }
 
     fn interval(&self, fleet: Option<&Fleet>) -> Duration {
@@ -412,7 +420,11 @@ impl Daemon {
         let now = chrono::Utc::now();
         let backend = self.backend(fleet).await?;
         let narrate = |line: &str| tracing::info!("{line}");
-        let reconciler = Reconciler::new(backend.as_ref(), fleet, revision, &narrate).with_memory(&self.memory);
+        let leader = self.leader.clone();
+        let mut reconciler = Reconciler::new(backend.as_ref(), fleet, revision, &narrate).with_memory(&self.memory);
+        if let Some(flag) = leader.as_deref() {
+            reconciler = reconciler.with_leadership(flag);
+        }
         let mut plan: Plan = reconciler.plan(desired).await?;
         for (plugin, reason) in &held {
             plan.hold(plugin, reason);
@@ -439,6 +451,10 @@ impl Daemon {
                 Result_::Paused { .. } => "paused",
             };
             self.metrics.plugin_change(r.kind.verb(), result);
+        }
+        if !self.may_apply() {
+            tracing::warn!("lost the leader Lease during the pass; the new leader records status");
+            return Ok(report);
         }
         let observed = backend.observe(&fleet.config.fleet, None).await?;
         self.record(

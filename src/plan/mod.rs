@@ -1,5 +1,6 @@
 //! Desired vs observed → a plan: per plugin, what to do and why. Pure: no I/O, no clock.
 
+pub mod drift;
 pub mod observed;
 pub mod render;
 pub mod spec;

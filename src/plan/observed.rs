@@ -65,6 +65,26 @@ pub struct Instance {
     pub ready: Option<bool>,
     pub oom_killed: bool,
     pub restart_count: u32,
+    /// What the engine says the instance really runs with (for drift), where it tells.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<Runtime>,
+}
+
+/// The instance's configuration as the engine reports it now, normalised so that what
+/// plugsync itself applied compares equal to its spec.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
+pub struct Runtime {
+    /// Image reference, `docker.io/library/` and a default `:latest` spelled out.
+    pub image: String,
+    /// Only the variables the spec names (the image's own defaults are not drift).
+    pub env: std::collections::BTreeMap<String, String>,
+    pub nano_cpus: Option<i64>,
+    pub memory: Option<i64>,
+    /// Attached to the fleet network at all.
+    pub on_network: bool,
+    /// The engine's state word (`running`, `exited`, `restarting`, …).
+    pub status: String,
+    pub exit_code: Option<i64>,
 }
 
 impl Instance {

@@ -4,14 +4,14 @@ use super::*;
 use crate::model::{load, FileSet};
 use crate::plan::spec::slot_targets;
 
-fn manifest(id: &str, version: &str, extra: &str) -> (String, Vec<u8>) {
+pub(super) fn manifest(id: &str, version: &str, extra: &str) -> (String, Vec<u8>) {
     let text = format!(
         "id: {id}\nversion: {version}\nruntime:\n  image: echo:{version}\n  resources: {{cpu: 250m, memory: 512Mi}}\n{extra}"
     );
     (format!("plugins/{id}/plugin.yaml"), text.into_bytes())
 }
 
-fn fleet(manifests: &[(String, Vec<u8>)]) -> Fleet {
+pub(super) fn fleet(manifests: &[(String, Vec<u8>)]) -> Fleet {
     let mut files: FileSet = manifests.iter().cloned().collect();
     files.insert("plugsync.yaml".into(), b"fleet: t\nenvironment: QA\n".to_vec());
     let loaded = load(&files, None);
@@ -20,7 +20,7 @@ fn fleet(manifests: &[(String, Vec<u8>)]) -> Fleet {
 }
 
 /// What the backend would report after applying `fleet` exactly.
-fn running(fleet: &Fleet) -> Observed {
+pub(super) fn running(fleet: &Fleet) -> Observed {
     let mut instances = Vec::new();
     for plugin in fleet.plugins.values() {
         for t in slot_targets(plugin) {
@@ -40,6 +40,7 @@ fn running(fleet: &Fleet) -> Observed {
                     ready: None,
                     oom_killed: false,
                     restart_count: 0,
+                    runtime: None,
                 });
             }
         }

@@ -9,6 +9,7 @@ pub use memory::RolloutMemory;
 use crate::backend::probe;
 use crate::backend::{Backend, BackendError, SecretValues, StartRequest};
 use crate::model::{Fleet, Plugin, SecretSource};
+use crate::plan::drift::{self, Finding};
 use crate::plan::{self, Change, ChangeKind, DesiredHealth, Instance, Plan, Slot, SlotTarget};
 use crate::strategy::{self, Action, Outcome, StepInput};
 use futures_util::stream::{FuturesUnordered, StreamExt};
@@ -68,17 +69,40 @@ pub struct Reconciler<'a, B: Backend> {
     client: reqwest::Client,
     clock: Instant,
     memory: Option<&'a RolloutMemory>,
+    /// Cleared when this replica loses its Lease: it stops applying at the next step.
+    leading: Option<&'a std::sync::atomic::AtomicBool>,
 }
 
 impl<'a, B: Backend> Reconciler<'a, B> {
     pub fn new(backend: &'a B, fleet: &'a Fleet, revision: &'a str, narrate: Narrator<'a>) -> Self {
-        Reconciler { backend, fleet, revision, narrate, client: probe::client(), clock: Instant::now(), memory: None }
+        Reconciler {
+            backend,
+            fleet,
+            revision,
+            narrate,
+            client: probe::client(),
+            clock: Instant::now(),
+            memory: None,
+            leading: None,
+        }
     }
 
     /// Rollout state and people's commands that outlive one pass (the daemon's).
     pub fn with_memory(mut self, memory: &'a RolloutMemory) -> Self {
         self.memory = Some(memory);
         self
+    }
+
+    /// Applies only while `leading` holds (leader election among replicas).
+    pub fn with_leadership(mut self, leading: &'a std::sync::atomic::AtomicBool) -> Self {
+        self.leading = Some(leading);
+        self
+    }
+
+    /// Why this replica must stop applying, if it must.
+    fn deposed(&self) -> Option<Result_> {
+        let lost = self.leading.is_some_and(|l| !l.load(std::sync::atomic::Ordering::Relaxed));
+        lost.then(|| Result_::Skipped { reason: "this replica lost its leader Lease; the new leader continues".into() })
     }
 
     fn name(&self) -> &str {
@@ -193,6 +217,9 @@ impl<'a, B: Backend> Reconciler<'a, B> {
             Err(e) => return Result_::Failed { reason: e.to_string() },
         };
         for instance in &observed.instances {
+            if let Some(skipped) = self.deposed() {
+                return skipped;
+            }
             if let Err(e) = self.backend.retire(self.name(), instance).await {
                 return Result_::Failed { reason: e.to_string() };
             }
@@ -231,6 +258,9 @@ impl<'a, B: Backend> Reconciler<'a, B> {
                     StepInput { target, instances: &instances, state: &state, now_ms, evidence: &evidence, control };
                 let step = strategy.step(&input);
                 let acted = !step.actions.is_empty();
+                if let Some(skipped) = self.deposed() {
+                    return skipped;
+                }
                 match self.act(&step.actions, &instances, &secrets).await {
                     Ok(()) => {}
                     // The step is recomputed from what runs once the engine answers again.
@@ -287,6 +317,11 @@ impl<'a, B: Backend> Reconciler<'a, B> {
     async fn observe_probed(&self, plugin: &str, wanted: impl Fn(Slot) -> bool) -> Result<Vec<Instance>, BackendError> {
         let observed = self.backend.observe(self.name(), Some(plugin)).await?;
         let mut instances: Vec<Instance> = observed.instances.into_iter().filter(|i| wanted(i.slot)).collect();
+        self.probe_readiness(&mut instances).await;
+        Ok(instances)
+    }
+
+    async fn probe_readiness(&self, instances: &mut [Instance]) {
         let probes = instances.iter().map(|i| async {
             match (&i.spec, i.is_running()) {
                 (Some(spec), true) => {
@@ -300,7 +335,25 @@ impl<'a, B: Backend> Reconciler<'a, B> {
             // An engine that knows readiness itself (Kubernetes) has a say too.
             instance.ready = Some(ready && instance.ready != Some(false));
         }
-        Ok(instances)
+    }
+
+    /// Drift of the fleet (or one plugin) as it runs now: observed, readiness probed, compared
+    /// with the current spec. `intentional` names plugins whose state is deliberate.
+    pub async fn detect(
+        &self,
+        plugin: Option<&str>,
+        intentional: &BTreeMap<String, String>,
+    ) -> Result<Vec<Finding>, BackendError> {
+        let (observed, squatters) =
+            tokio::join!(self.backend.observe(self.name(), plugin), self.backend.squatters(self.name()));
+        let mut observed = observed?;
+        self.probe_readiness(&mut observed.instances).await;
+        let squatters: Vec<_> = squatters?.into_iter().filter(|s| plugin.is_none_or(|p| s.plugin == p)).collect();
+        let mut findings = drift::detect(self.fleet, &observed, intentional, &squatters);
+        if let Some(p) = plugin {
+            findings.retain(|f| f.plugin == p);
+        }
+        Ok(findings)
     }
 
     async fn act(

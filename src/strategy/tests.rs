@@ -50,6 +50,7 @@ fn instances(version: &str, n: usize, ready: bool, serving: bool, tag: &str) -> 
             ready: Some(ready),
             oom_killed: false,
             restart_count: 0,
+            runtime: None,
         })
         .collect()
 }

@@ -51,6 +51,7 @@ fn inst(version: &str, slot: Slot, ready: bool, serving: bool, id: &str) -> Inst
         ready: Some(ready),
         oom_killed: false,
         restart_count: 0,
+        runtime: None,
     }
 }
 

@@ -40,6 +40,39 @@ fn locate() -> Option<(String, String)> {
 
 static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+/// Test namespaces (`t-<tag>-<pid>`) of test processes that no longer run are deleted (a run
+/// killed mid-test leaves its pods holding the node's CPU), and terminating ones are waited
+/// for, so this test's pods are not left Pending for want of CPU.
+async fn reap_stale_namespaces(client: &kube::Client) {
+    let api: Api<Namespace> = Api::all(client.clone());
+    let Ok(all) = api.list(&ListParams::default()).await else { return };
+    for ns in &all.items {
+        let Some(name) = ns.metadata.name.as_deref() else { continue };
+        let pid = name.strip_prefix("t-").and_then(|rest| rest.rsplit('-').next()).and_then(|p| p.parse::<u32>().ok());
+        if let Some(pid) = pid {
+            if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+                eprintln!("removing namespace {name} left by test process {pid}, which no longer runs");
+                let _ = api.delete(name, &DeleteParams::default()).await;
+            }
+        }
+    }
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(90) {
+        let Ok(all) = api.list(&ListParams::default()).await else { return };
+        let terminating: Vec<String> = all
+            .items
+            .iter()
+            .filter(|n| n.metadata.name.as_deref().is_some_and(|n| n.starts_with("t-")))
+            .filter(|n| n.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Terminating"))
+            .filter_map(|n| n.metadata.name.clone())
+            .collect();
+        if terminating.is_empty() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
 /// A namespace of its own on the cluster, deleted (with everything in it) on drop.
 pub struct Cluster {
     /// One test at a time on the single-node cluster: parallel pod start-ups on 2 cores
@@ -80,6 +113,7 @@ impl Cluster {
         });
         let namespace = format!("t-{tag}-{}", std::process::id());
         let turn = TURN.lock().await;
+        reap_stale_namespaces(&client).await;
         let cluster = Cluster { _turn: turn, namespace, client, node_docker };
         cluster.delete_namespace_and_wait().await;
         let api: Api<Namespace> = Api::all(cluster.client.clone());
@@ -152,6 +186,10 @@ impl Drop for Cluster {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
             rt.block_on(async {
                 let client = kube::Client::try_default().await.ok()?;
+                // Pods first, without grace: namespace deletion waits for every pod to end.
+                let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
+                let now = DeleteParams { grace_period_seconds: Some(0), ..Default::default() };
+                let _ = pods.delete_collection(&now, &ListParams::default()).await;
                 let api: Api<Namespace> = Api::all(client);
                 api.delete(&namespace, &DeleteParams::default()).await.ok()?;
                 eprintln!("[{namespace}] cleanup: namespace deleted");

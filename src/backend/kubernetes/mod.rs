@@ -436,6 +436,7 @@ fn pod_instance(pod: &Pod) -> Option<Instance> {
         ready: Some(containers_ready),
         oom_killed,
         restart_count,
+        runtime: None,
     })
 }
 
@@ -465,6 +466,7 @@ fn placeholders(deployment: &Deployment, pods: usize) -> Vec<Instance> {
         ready: None,
         oom_killed: false,
         restart_count: 0,
+        runtime: None,
     };
     let mut out: Vec<Instance> = (pods..wanted).map(|i| one(format!("{SEAT}{name}:{i}"), RunState::Running)).collect();
     out.extend((0..parked_count(deployment)).map(|i| one(format!("{PARKED_SEAT}{name}:{i}"), RunState::Exited)));
@@ -547,6 +549,7 @@ impl Backend for KubernetesBackend {
             ready: None,
             oom_killed: false,
             restart_count: 0,
+            runtime: None,
         })
     }
 
