@@ -1,2 +1,3 @@
+pub mod drift;
 pub mod leader;
 pub mod run;

@@ -5,7 +5,7 @@ use crate::backend::any::{AnyBackend, BackendChoice};
 use crate::backend::Backend;
 use crate::metrics::Metrics;
 use crate::model::{self, Environment, FileSet, Fleet};
-use crate::plan::{spec::slot_targets, DesiredHealth, Plan};
+use crate::plan::{spec::combined_hash, DesiredHealth, Plan};
 use crate::reconcile::{Reconciler, Report, Result_, RolloutMemory};
 use crate::server::{self, Command, ServerState};
 use crate::source::git::{GitCache, GitError, GitRemote};
@@ -69,6 +69,12 @@ struct Daemon {
     /// Plugins whose failed rollout someone asked to retry.
     retry: Arc<Mutex<Vec<String>>>,
     memory: Arc<RolloutMemory>,
+    /// Drift repairs done (back-off, flap limit) and what the engine's events said.
+    healer: super::drift::Healer,
+    causes: super::drift::Causes,
+    /// The engine connection whose event stream is followed.
+    events_for: Option<String>,
+    trigger: Arc<Notify>,
     /// Whether this replica may apply (always, without a Lease).
     leader: Option<Arc<std::sync::atomic::AtomicBool>>,
     was_leader: bool,
@@ -178,6 +184,10 @@ pub async fn run(
         loaded: None,
         leader,
         was_leader: false,
+        healer: Default::default(),
+        causes: Default::default(),
+        events_for: None,
+        trigger: trigger.clone(),
         config,
     };
     loop {
@@ -398,6 +408,17 @@ impl Daemon {
             }
         }
         let backend = Arc::new(self.config.backend.connect(&fleet.config).await?);
+        if let (AnyBackend::Docker(docker), true) = (backend.as_ref(), self.events_for.as_ref() != Some(&key)) {
+            // A container dying wakes the daemon at once; the poll stays the safety net.
+            super::drift::watch_docker(
+                docker.docker().clone(),
+                fleet.config.fleet.clone(),
+                docker.network().to_string(),
+                self.causes.clone(),
+                self.trigger.clone(),
+            );
+            self.events_for = Some(key.clone());
+        }
         self.backend = Some((key, backend.clone()));
         Ok(backend)
     }
@@ -421,7 +442,8 @@ impl Daemon {
         let backend = self.backend(fleet).await?;
         let narrate = |line: &str| tracing::info!("{line}");
         let leader = self.leader.clone();
-        let mut reconciler = Reconciler::new(backend.as_ref(), fleet, revision, &narrate).with_memory(&self.memory);
+        let memory = self.memory.clone();
+        let mut reconciler = Reconciler::new(backend.as_ref(), fleet, revision, &narrate).with_memory(&memory);
         if let Some(flag) = leader.as_deref() {
             reconciler = reconciler.with_leadership(flag);
         }
@@ -435,6 +457,10 @@ impl Daemon {
                     plan.hold(&change.plugin, &decision.reason);
                 }
             }
+        }
+        let flapping = self.healer.gate(&mut plan, fleet, &self.statuses);
+        if !flapping.is_empty() {
+            tracing::warn!(plugins = ?flapping, "drift keeps coming back: healing stopped");
         }
         let targets: BTreeMap<String, String> = plan
             .changes
@@ -467,7 +493,37 @@ impl Daemon {
             &now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         )
         .await;
+        // Intentional states are not drift: a held failed rollout, a rollout in flight.
+        let mut intentional: BTreeMap<String, String> = held.into_iter().collect();
+        intentional.extend(self.memory.all().into_keys().map(|p| (p, "rollout in flight".to_string())));
+        match reconciler.detect(None, &intentional).await {
+            Ok(findings) => self.record_drift(findings, &now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)).await,
+            Err(e) => tracing::warn!(error = %e, "drift check failed"),
+        }
         Ok(report)
+    }
+
+    /// Drift found by a check: causes from the event stream, metrics, status commits.
+    async fn record_drift(&mut self, mut findings: Vec<crate::plan::drift::Finding>, now: &str) {
+        if let Ok(causes) = self.causes.lock() {
+            for f in &mut findings {
+                f.cause = causes.get(&f.instance).cloned();
+            }
+        }
+        let mut counts: BTreeMap<(String, String), i64> = BTreeMap::new();
+        for f in &findings {
+            *counts.entry((f.plugin.clone(), f.kind.as_str().to_string())).or_default() += 1;
+        }
+        self.metrics.set_drift(&counts.into_iter().map(|((p, k), n)| (p, k, n)).collect::<Vec<_>>());
+        for f in &findings {
+            tracing::warn!(plugin = %f.plugin, kind = f.kind.as_str(), instance = %f.instance, "drift: {f}");
+        }
+        let (statuses, commits) = status::drift::drift_commits(&self.statuses, &findings, now);
+        if !commits.is_empty() {
+            self.statuses = statuses;
+            self.pending_status.extend(commits);
+            self.push_status().await;
+        }
     }
 
     /// Plugins whose current spec already failed: hold them unless a retry was asked for.
@@ -579,9 +635,4 @@ impl Daemon {
         }
         self.push_status().await;
     }
-}
-
-/// One hash for all of a plugin's slots: what a failed rollout is remembered by.
-pub fn combined_hash(plugin: &crate::model::Plugin) -> String {
-    slot_targets(plugin).iter().map(|t| t.hash.as_str()).collect::<Vec<_>>().join("+")
 }

@@ -28,6 +28,8 @@ pub struct FleetConfig {
     pub alerts: AlertsConfig,
     #[serde(default)]
     pub drift: DriftMode,
+    #[serde(default)]
+    pub healing: Healing,
     #[serde(default = "yes")]
     pub prune: bool,
     #[serde(default = "default_prune_fraction")]
@@ -49,6 +51,7 @@ impl Default for FleetConfig {
             windows: Vec::new(),
             alerts: AlertsConfig::default(),
             drift: DriftMode::default(),
+            healing: Healing::default(),
             prune: true,
             max_prune_fraction: default_prune_fraction(),
             concurrency: default_concurrency(),
@@ -146,6 +149,34 @@ pub struct SyncWindow {
     pub plugins: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub time_zone: Option<String>,
+}
+
+/// How `drift: heal` repairs: back-off between heals, and the flap limit.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Healing {
+    #[serde(default = "default_backoff")]
+    pub backoff: Span,
+    #[serde(default = "default_flap_limit")]
+    pub flap_limit: u32,
+    #[serde(default = "default_flap_window")]
+    pub flap_window: Span,
+}
+
+impl Default for Healing {
+    fn default() -> Self {
+        Healing { backoff: default_backoff(), flap_limit: default_flap_limit(), flap_window: default_flap_window() }
+    }
+}
+
+fn default_backoff() -> Span {
+    Span::from_secs(2)
+}
+fn default_flap_limit() -> u32 {
+    5
+}
+fn default_flap_window() -> Span {
+    Span::from_secs(600)
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]

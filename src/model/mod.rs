@@ -15,7 +15,7 @@ pub mod schema;
 pub mod windows;
 
 pub use check::cycles;
-pub use config::{BackendKind, FleetConfig};
+pub use config::{BackendKind, FleetConfig, Healing};
 pub use diagnostic::{Diagnostic, Severity};
 pub use duration::Span;
 pub use load::{load, FileSet, Loaded};

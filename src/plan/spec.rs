@@ -226,3 +226,9 @@ mod tests {
         assert_eq!(fixed_canary_instances(2, 0.0), 0);
     }
 }
+
+/// One hash for all of a plugin's slots and replica counts: what a failed rollout is
+/// remembered by, and what status says was last applied.
+pub fn combined_hash(plugin: &Plugin) -> String {
+    slot_targets(plugin).iter().map(|t| format!("{}x{}", t.hash, t.replicas)).collect::<Vec<_>>().join("+")
+}

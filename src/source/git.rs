@@ -312,8 +312,54 @@ impl GitCache {
         self.repo.commit(None, &signature, &signature, message, &tree, &parents).map_err(err)
     }
 
-    /// Pushes `commit` to `branch` on the remote without force.
-    pub fn push(&self, commit: Oid, branch: &str) -> Result<PushOutcome, GitError> {
+    /// The remote's directory when it is on this machine (`file://` or a path).
+    fn local_remote(&self) -> Option<PathBuf> {
+        let url = &self.remote.url;
+        let path = PathBuf::from(url.strip_prefix("file://").unwrap_or(url));
+        (url.starts_with("file://") || (!url.contains("://") && path.exists())).then_some(path)
+    }
+
+    /// Pushes `commit` to `branch` on the remote without force, only over `expected` (the
+    /// tip it was built on; `None`: the branch must not exist yet).
+    ///
+    /// libgit2's local transport checks fast-forward against the refs it read when it
+    /// connected and then writes the ref unconditionally, so a concurrent pusher's commit
+    /// could be overwritten (seen in `concurrent_status_writer_loses_nothing`). For a remote
+    /// on this machine the objects go to a private ref and the branch moves by
+    /// compare-and-swap under the ref's lock, as receive-pack does.
+    pub fn push(&self, commit: Oid, branch: &str, expected: Option<Oid>) -> Result<PushOutcome, GitError> {
+        let Some(path) = self.local_remote() else { return self.push_refspec(commit, &format!("refs/heads/{branch}")) };
+        let incoming = format!("refs/plugsync/incoming/{commit}");
+        match self.push_refspec(commit, &incoming)? {
+            PushOutcome::Pushed => {}
+            other => return Ok(other),
+        }
+        let remote = Repository::open(&path).map_err(|e| self.remote_error("open for push", e))?;
+        let name = format!("refs/heads/{branch}");
+        let moved = match expected {
+            Some(old) => remote.reference_matching(&name, commit, true, old, "plugsync status"),
+            None => remote.reference(&name, commit, false, "plugsync status"),
+        };
+        if let Ok(mut temp) = remote.find_reference(&incoming) {
+            let _ = temp.delete();
+        }
+        match moved {
+            Ok(_) => Ok(PushOutcome::Pushed),
+            Err(e)
+                if matches!(
+                    e.code(),
+                    git2::ErrorCode::Modified | git2::ErrorCode::Exists | git2::ErrorCode::Locked
+                ) =>
+            {
+                Ok(PushOutcome::NonFastForward)
+            }
+            // libgit2 reports a changed old value as a generic error on some versions.
+            Err(e) if e.message().contains("old reference value does not match") => Ok(PushOutcome::NonFastForward),
+            Err(e) => Err(self.remote_error("push", e)),
+        }
+    }
+
+    fn push_refspec(&self, commit: Oid, target: &str) -> Result<PushOutcome, GitError> {
         let local = "refs/plugsync/push";
         self.repo
             .reference(local, commit, true, "plugsync push")
@@ -329,7 +375,7 @@ impl GitCache {
         });
         let mut options = PushOptions::new();
         options.remote_callbacks(callbacks);
-        match remote.push(&[format!("{local}:refs/heads/{branch}")], Some(&mut options)) {
+        match remote.push(&[format!("{local}:{target}")], Some(&mut options)) {
             Ok(()) => {}
             Err(e)
                 if e.code() == git2::ErrorCode::NotFastForward

@@ -2,6 +2,7 @@
 //! commit per change, pushed with fetch-rebase-retry so a concurrent writer never loses a
 //! commit. Nothing secret is ever written: statuses hold versions, counts and reasons only.
 
+pub mod drift;
 pub mod render;
 
 pub use render::{FleetStatus, Lifecycle, PluginStatus};
@@ -52,7 +53,7 @@ pub fn write(cache: &GitCache, branch: &str, commits: &[StatusCommit]) -> Result
         let Some(new_head) = head.filter(|h| Some(*h) != tip) else {
             return Ok(WriteOutcome { commits: Vec::new(), retries });
         };
-        match cache.push(new_head, branch)? {
+        match cache.push(new_head, branch, tip)? {
             PushOutcome::Pushed => return Ok(WriteOutcome { commits: made, retries }),
             PushOutcome::NonFastForward if retries + 1 < ATTEMPTS => {
                 retries += 1;

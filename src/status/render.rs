@@ -75,6 +75,13 @@ pub struct PluginStatus {
     /// A rollout in flight: what a restarted daemon resumes from (with what really runs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollout: Option<RolloutProgress>,
+    /// Spec (all slots, replica counts) last brought to converged: what runs *should* be
+    /// this; a difference while Git still says this is drift, not a change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applied: Option<String>,
+    /// Open drift, or the last one and when it was resolved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drift: Option<super::drift::DriftStatus>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -184,6 +191,8 @@ pub fn pass_commits(
             failed: None,
             last_error: None,
             rollout: None,
+            applied: None,
+            drift: None,
         });
         status.desired_version = desired.map(|p| p.versions().join(" + "));
         status.strategy = desired.map(|p| p.strategy.to_string());
@@ -221,6 +230,7 @@ pub fn pass_commits(
                     Result_::Converged => {
                         status.revision = Some(record.revision.into());
                         status.failed = None;
+                        status.applied = desired.map(crate::plan::spec::combined_hash);
                     }
                     Result_::RolledBack { reason } | Result_::Failed { reason } => {
                         status.failed = Some(FailedRollout {
@@ -245,6 +255,11 @@ pub fn pass_commits(
                 ));
             }
             _ => {
+                let held = record.plan.held.iter().any(|h| h.plugin == *id);
+                if let (Some(plugin), false) = (desired, held) {
+                    // Nothing to change: what runs is what Git says.
+                    status.applied = Some(crate::plan::spec::combined_hash(plugin));
+                }
                 if let Some(plugin) = desired {
                     if plugin.manifest.suspended {
                         status.state = Lifecycle::Disabled;
