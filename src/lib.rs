@@ -3,6 +3,7 @@
 //! Pure rooms: [`model`], [`plan`], [`strategy`]. Edges: [`source`], [`backend`].
 //! [`reconcile`] wires them together for one pass.
 
+pub mod alert;
 pub mod analysis;
 pub mod backend;
 pub mod daemon;

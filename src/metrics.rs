@@ -197,8 +197,8 @@ impl Metrics {
         }
     }
 
-    /// One alert notification sent (or not): `channel` log|webhook|alertmanager|…,
-    /// `result` e.g. success|failure.
+    /// One alert notification sent (or not): `channel` log|webhook|slack|alertmanager,
+    /// `result` ok|error|dropped.
     pub fn alert_sent(&self, channel: &str, result: &str) {
         self.alerts_sent.get_or_create(&AlertLabels { channel: channel.into(), result: result.into() }).inc();
     }

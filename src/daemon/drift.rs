@@ -127,7 +127,7 @@ pub fn watch_docker(docker: bollard::Docker, fleet: String, network: String, cau
                 let Ok(event) = event else { break };
                 let action = event.action.unwrap_or_default();
                 let attributes = event.actor.and_then(|a| a.attributes).unwrap_or_default();
-                let (container, ours) = if attributes.get("type").is_some() || attributes.get("container").is_some() {
+                let (container, ours) = if attributes.contains_key("type") || attributes.contains_key("container") {
                     // A network event: ours when it is the fleet's network.
                     let name = attributes.get("name").cloned().unwrap_or_default();
                     (attributes.get("container").cloned().unwrap_or_default(), name == network)
@@ -157,6 +157,104 @@ pub fn watch_docker(docker: bollard::Docker, fleet: String, network: String, cau
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
     });
+}
+
+/// Drift, flapping and rollout events to the fleet's alert channels: one alert when an
+/// incident opens, one when it resolves, reminders after `repeatInterval`; delivery in the
+/// background, never blocking the loop.
+pub struct Notifier {
+    config: crate::model::config::AlertsConfig,
+    dispatcher: crate::alert::Dispatcher,
+    incidents: crate::alert::Incidents,
+}
+
+impl Notifier {
+    /// Built for `config`; an unusable channel (an `https://` URL in this build, a bad URL)
+    /// is reported and the log channel alone is used.
+    pub fn new(config: &crate::model::config::AlertsConfig, metrics: Arc<crate::metrics::Metrics>) -> Notifier {
+        let dispatcher = crate::alert::Dispatcher::new(config, Some(metrics.clone())).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "alert channels unusable; alerts go to the log only");
+            crate::alert::Dispatcher::new(&Default::default(), Some(metrics)).expect("the log channel needs no URL")
+        });
+        let incidents = crate::alert::Incidents::new(crate::alert::repeat_interval(config));
+        Notifier { config: config.clone(), dispatcher, incidents }
+    }
+
+    pub fn is_for(&self, config: &crate::model::config::AlertsConfig) -> bool {
+        self.config == *config
+    }
+
+    /// Findings of one check over the whole fleet (every plugin, clean ones too, so open
+    /// incidents resolve), and the plugins whose healing stopped.
+    pub fn drift(&mut self, fleet: &Fleet, findings: &[crate::plan::drift::Finding], flapping: &[String]) {
+        use crate::alert::{FindingSummary, DRIFT, FLAPPING};
+        let now = chrono::Utc::now();
+        let name = &fleet.config.fleet;
+        let mut plugins: Vec<String> = fleet.plugins.keys().cloned().collect();
+        plugins.extend(self.incidents.open().filter(|(f, _, _)| *f == name.as_str()).map(|(_, p, _)| p.to_string()));
+        plugins.sort();
+        plugins.dedup();
+        for plugin in &plugins {
+            let mine: Vec<FindingSummary> = findings
+                .iter()
+                .filter(|f| f.plugin == *plugin)
+                .map(|f| FindingSummary {
+                    kind: f.kind.as_str().into(),
+                    instance: f.instance.clone(),
+                    text: format!(
+                        "expected {}, found {}{}",
+                        f.expected,
+                        f.found,
+                        f.cause.as_ref().map(|c| format!(" ({c})")).unwrap_or_default()
+                    ),
+                })
+                .collect();
+            for alert in self.incidents.observe(name, plugin, DRIFT, &mine, now) {
+                self.dispatcher.send(alert);
+            }
+            let flaps: Vec<FindingSummary> = flapping
+                .iter()
+                .filter(|p| *p == plugin)
+                .map(|p| FindingSummary {
+                    kind: "flapping".into(),
+                    instance: String::new(),
+                    text: format!("{p} keeps drifting; healing stopped until the flap window passes"),
+                })
+                .collect();
+            for alert in self.incidents.observe(name, plugin, FLAPPING, &flaps, now) {
+                self.dispatcher.send(alert);
+            }
+        }
+    }
+
+    /// Rollout events of a pass: started (for each planned update), then how it ended.
+    pub fn rollouts(&self, fleet: &str, report: &crate::reconcile::Report) {
+        use crate::alert::RolloutEventKind as Kind;
+        use crate::reconcile::Result_;
+        let now = chrono::Utc::now();
+        for r in &report.results {
+            let Some(change) = report.plan.changes.iter().find(|c| c.plugin == r.plugin) else { continue };
+            if change.kind != ChangeKind::Update {
+                continue;
+            }
+            let reasons = change.reasons.join("; ");
+            let (kind, text) = match &r.result {
+                Result_::Converged => (Kind::Promoted, format!("{}: rolled out ({reasons})", r.plugin)),
+                Result_::RolledBack { reason } => (Kind::RolledBack, format!("{}: rolled back: {reason}", r.plugin)),
+                Result_::Failed { reason } => (Kind::Failed, format!("{}: rollout failed: {reason}", r.plugin)),
+                Result_::Paused { reason } => (Kind::Step, format!("{}: rollout paused: {reason}", r.plugin)),
+                Result_::Skipped { .. } => continue,
+            };
+            self.dispatcher.send(crate::alert::rollout(
+                fleet,
+                &r.plugin,
+                Kind::Started,
+                &format!("{}: rollout started ({reasons})", r.plugin),
+                now,
+            ));
+            self.dispatcher.send(crate::alert::rollout(fleet, &r.plugin, kind, &text, now));
+        }
+    }
 }
 
 #[cfg(test)]

@@ -72,6 +72,8 @@ struct Daemon {
     /// Drift repairs done (back-off, flap limit) and what the engine's events said.
     healer: super::drift::Healer,
     causes: super::drift::Causes,
+    /// Alert channels of the fleet's `alerts:` (rebuilt when it changes).
+    notifier: Option<super::drift::Notifier>,
     /// The engine connection whose event stream is followed.
     events_for: Option<String>,
     trigger: Arc<Notify>,
@@ -185,6 +187,7 @@ pub async fn run(
         leader,
         was_leader: false,
         healer: Default::default(),
+        notifier: None,
         causes: Default::default(),
         events_for: None,
         trigger: trigger.clone(),
@@ -468,6 +471,12 @@ impl Daemon {
             .filter_map(|c| fleet.plugins.get(&c.plugin).map(|p| (c.plugin.clone(), combined_hash(p))))
             .collect();
         let report = reconciler.apply_plan(plan).await?;
+        if self.notifier.as_ref().is_none_or(|n| !n.is_for(&fleet.config.alerts)) {
+            self.notifier = Some(super::drift::Notifier::new(&fleet.config.alerts, self.metrics.clone()));
+        }
+        if let Some(notifier) = &self.notifier {
+            notifier.rollouts(&fleet.config.fleet, &report);
+        }
         for r in &report.results {
             let result = match r.result {
                 Result_::Converged => "converged",
@@ -497,19 +506,30 @@ impl Daemon {
         let mut intentional: BTreeMap<String, String> = held.into_iter().collect();
         intentional.extend(self.memory.all().into_keys().map(|p| (p, "rollout in flight".to_string())));
         match reconciler.detect(None, &intentional).await {
-            Ok(findings) => self.record_drift(findings, &now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)).await,
+            Ok(findings) => {
+                let findings = self.with_causes(findings);
+                if let Some(notifier) = self.notifier.as_mut() {
+                    notifier.drift(fleet, &findings, &flapping);
+                }
+                self.record_drift(findings, &now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)).await
+            }
             Err(e) => tracing::warn!(error = %e, "drift check failed"),
         }
         Ok(report)
     }
 
-    /// Drift found by a check: causes from the event stream, metrics, status commits.
-    async fn record_drift(&mut self, mut findings: Vec<crate::plan::drift::Finding>, now: &str) {
+    /// What the engine's event stream said about each finding's instance.
+    fn with_causes(&self, mut findings: Vec<crate::plan::drift::Finding>) -> Vec<crate::plan::drift::Finding> {
         if let Ok(causes) = self.causes.lock() {
             for f in &mut findings {
                 f.cause = causes.get(&f.instance).cloned();
             }
         }
+        findings
+    }
+
+    /// Drift found by a check: metrics, log events, status commits.
+    async fn record_drift(&mut self, findings: Vec<crate::plan::drift::Finding>, now: &str) {
         let mut counts: BTreeMap<(String, String), i64> = BTreeMap::new();
         for f in &findings {
             *counts.entry((f.plugin.clone(), f.kind.as_str().to_string())).or_default() += 1;

@@ -213,6 +213,12 @@ pub fn fixed_canary_instances(stable: u32, weight: f64) -> u32 {
     (exact.round() as u32).max(1)
 }
 
+/// One hash for all of a plugin's slots and replica counts: what a failed rollout is
+/// remembered by, and what status says was last applied.
+pub fn combined_hash(plugin: &Plugin) -> String {
+    slot_targets(plugin).iter().map(|t| format!("{}x{}", t.hash, t.replicas)).collect::<Vec<_>>().join("+")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -225,10 +231,4 @@ mod tests {
         assert_eq!(fixed_canary_instances(2, 50.0), 2);
         assert_eq!(fixed_canary_instances(2, 0.0), 0);
     }
-}
-
-/// One hash for all of a plugin's slots and replica counts: what a failed rollout is
-/// remembered by, and what status says was last applied.
-pub fn combined_hash(plugin: &Plugin) -> String {
-    slot_targets(plugin).iter().map(|t| format!("{}x{}", t.hash, t.replicas)).collect::<Vec<_>>().join("+")
 }
