@@ -353,7 +353,8 @@ impl Backend for DockerBackend {
             .map_err(|e| self.refused("list containers named after fleet", fleet, e))?;
         Ok(found
             .into_iter()
-            .filter(|c| c.labels.as_ref().and_then(|l| l.get(labels::FLEET)).map(String::as_str) != Some(fleet))
+            // Any plugsync container (this fleet's or another's, e.g. fleet `<fleet>-eu`) is no squatter.
+            .filter(|c| c.labels.as_ref().is_none_or(|l| !l.contains_key(labels::FLEET)))
             .filter_map(|c| {
                 let name = c.names?.into_iter().next()?.trim_start_matches('/').to_string();
                 let rest = name.strip_prefix(&format!("{fleet}-"))?;

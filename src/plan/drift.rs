@@ -132,7 +132,7 @@ pub fn detect(
             });
         }
     }
-    findings.extend(squatters.iter().map(|s| Finding {
+    findings.extend(squatters.iter().filter(|s| fleet.plugins.contains_key(&s.plugin)).map(|s| Finding {
         kind: DriftKind::Foreign,
         plugin: s.plugin.clone(),
         instance: s.name.clone(),
@@ -145,8 +145,9 @@ pub fn detect(
 }
 
 fn surplus(plugin: &str, t: &SlotTarget, current: &[&Instance]) -> Vec<Finding> {
+    // The ones a reconcile would retire (the strategies use the same order).
     let mut sorted: Vec<&&Instance> = current.iter().collect();
-    sorted.sort_by_key(|i| std::cmp::Reverse(i.name.clone()));
+    sorted.sort_by_key(|i| i.retire_order());
     sorted
         .into_iter()
         .take(current.len() - t.replicas as usize)
@@ -171,14 +172,18 @@ fn of_instance(plugin: &str, i: &Instance) -> Vec<Finding> {
         cause: None,
     };
     let runtime = i.runtime.clone().unwrap_or_default();
-    let exit = runtime.exit_code.map(|c| format!(" (exit code {c})")).unwrap_or_default();
+    let exit = runtime
+        .exit_code
+        .filter(|_| matches!(runtime.status.as_str(), "exited" | "dead" | "restarting"))
+        .map(|c| format!(" (exit code {c})"))
+        .unwrap_or_default();
     match i.state {
         RunState::Running => {}
         RunState::Restarting => {
             return vec![finding(
                 DriftKind::Restarting,
                 "running".into(),
-                format!("restarting in a loop, {} restarts{exit}", i.restart_count),
+                format!("restarting in a loop, {} restart(s){exit}", i.restart_count),
             )]
         }
         _ if i.oom_killed => {
@@ -198,36 +203,14 @@ fn of_instance(plugin: &str, i: &Instance) -> Vec<Finding> {
         }
     }
     let mut out = Vec::new();
-    let Some(spec) = &i.spec else { return out };
-    if let Some(r) = &i.runtime {
-        let wanted = crate::backend::docker::normalise_image(&spec.image);
-        if r.image != wanted {
-            out.push(finding(DriftKind::ImageChanged, wanted, r.image.clone()));
-        }
-        let changed: Vec<String> = spec
-            .env
-            .iter()
-            .filter(|(k, v)| r.env.get(*k) != Some(v))
-            .map(|(k, v)| match r.env.get(k) {
-                Some(found) => format!("{k}={found} (expected {v})"),
-                None => format!("{k} unset (expected {v})"),
-            })
-            .collect();
-        if !changed.is_empty() {
-            out.push(finding(DriftKind::EnvChanged, "the spec's env".into(), changed.join(", ")));
-        }
-        let cpu = spec.cpu.map(|c| c.nano_cpus());
-        let memory = spec.memory.map(|m| m.bytes() as i64);
-        if r.nano_cpus != cpu || r.memory != memory {
-            let show = |c: Option<i64>, m: Option<i64>| {
-                let cpu = c.map(|n| format!("{}m", n / 1_000_000)).unwrap_or_else(|| "unlimited".into());
-                let mem = m
-                    .map(|b| crate::model::Memory::from_bytes(b.max(0) as u64).to_string())
-                    .unwrap_or_else(|| "unlimited".into());
-                format!("cpu {cpu}, memory {mem}")
-            };
-            out.push(finding(DriftKind::LimitsChanged, show(cpu, memory), show(r.nano_cpus, r.memory)));
-        }
+    for d in i.departures() {
+        let kind = match d.field {
+            "image" => DriftKind::ImageChanged,
+            "env" => DriftKind::EnvChanged,
+            _ => DriftKind::LimitsChanged,
+        };
+        let label = if matches!(d.field, "cpu" | "memory") { format!("{} ", d.field) } else { String::new() };
+        out.push(finding(kind, format!("{label}{}", d.expected), format!("{label}{}", d.found)));
     }
     if !i.serving {
         out.push(finding(DriftKind::AliasLost, format!("serving as {plugin}"), "running but out of traffic".into()));

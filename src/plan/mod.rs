@@ -235,6 +235,18 @@ fn compare(targets: &[SlotTarget], instances: &[&Instance], keeps_parked: bool) 
             reasons.push(format!("instance {} is {:?}", i.name, i.state).to_lowercase());
             bump(ChangeKind::Repair, &mut kind);
         }
+        // Changed behind plugsync's back, or running out of traffic: repaired by a pass.
+        for i in current.iter().filter(|i| i.is_running()) {
+            let departures = i.departures();
+            if !departures.is_empty() {
+                let what: Vec<String> = departures.iter().map(ToString::to_string).collect();
+                reasons.push(format!("instance {}: {}", i.name, what.join(", ")));
+                bump(ChangeKind::Repair, &mut kind);
+            } else if !i.serving && stale.is_empty() {
+                reasons.push(format!("instance {} is out of traffic", i.name));
+                bump(ChangeKind::Repair, &mut kind);
+            }
+        }
         if stale.is_empty() && running_current + down.len() as u32 != t.replicas {
             let have = running_current + down.len() as u32;
             reasons.push(format!("{}replicas {have} → {}", slot_prefix(t.slot), t.replicas));

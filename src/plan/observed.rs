@@ -70,6 +70,23 @@ pub struct Instance {
     pub runtime: Option<Runtime>,
 }
 
+/// One field where an instance departs from its spec: `memory` found `128Mi`, expected `64Mi`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Departure {
+    pub field: &'static str,
+    pub found: String,
+    pub expected: String,
+}
+
+impl std::fmt::Display for Departure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.field {
+            "env" => write!(f, "env {} (expected {})", self.found, self.expected),
+            field => write!(f, "{field} {} (expected {})", self.found, self.expected),
+        }
+    }
+}
+
 /// The instance's configuration as the engine reports it now, normalised so that what
 /// plugsync itself applied compares equal to its spec.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
@@ -90,6 +107,39 @@ pub struct Runtime {
 impl Instance {
     pub fn is_running(&self) -> bool {
         self.state == RunState::Running
+    }
+
+    /// What in the engine's view departs from the spec the instance was started with (a
+    /// `docker update`, a container made by hand with copied labels): such an instance is
+    /// replaced, not trusted. Empty when the engine does not tell (Kubernetes) or all match.
+    pub fn departures(&self) -> Vec<Departure> {
+        let (Some(spec), Some(r)) = (&self.spec, &self.runtime) else { return Vec::new() };
+        let mut out = Vec::new();
+        let mut differ = |field: &'static str, found: String, expected: String| {
+            if found != expected {
+                out.push(Departure { field, found, expected });
+            }
+        };
+        differ("image", r.image.clone(), crate::backend::docker::normalise_image(&spec.image));
+        for (k, v) in &spec.env {
+            let found = r.env.get(k).map(|f| format!("{k}={f}")).unwrap_or_else(|| format!("{k} unset"));
+            differ("env", found, format!("{k}={v}"));
+        }
+        let cpu = |c: Option<i64>| c.map(|n| format!("{}m", n / 1_000_000)).unwrap_or_else(|| "unlimited".into());
+        let memory = |m: Option<i64>| {
+            m.map(|b| crate::model::Memory::from_bytes(b.max(0) as u64).to_string())
+                .unwrap_or_else(|| "unlimited".into())
+        };
+        differ("cpu", cpu(r.nano_cpus), cpu(spec.cpu.map(|c| c.nano_cpus())));
+        differ("memory", memory(r.memory), memory(spec.memory.map(|m| m.bytes() as i64)));
+        out
+    }
+
+    /// Which of several equal instances go first when some must: those departing from their
+    /// spec, then unready, then not serving, then by name (the strategies and drift agree).
+    pub fn retire_order(&self) -> (bool, bool, bool, String) {
+        let ready = self.is_running() && self.ready == Some(true);
+        (self.departures().is_empty(), ready && self.serving, ready, self.name.clone())
     }
 }
 

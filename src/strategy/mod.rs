@@ -261,7 +261,10 @@ fn converge_into(
     actions: &mut Vec<Action>,
 ) -> Option<Outcome> {
     let fresh: Vec<&Instance> = input.instances.iter().filter(|i| i.spec_hash == hash).collect();
-    let (live, dead): (Vec<&Instance>, Vec<&Instance>) = fresh.iter().partition(|i| i.is_running());
+    // An instance the engine reports changed behind plugsync's back (limits, image, env) is
+    // replaced like a dead one.
+    let (live, dead): (Vec<&Instance>, Vec<&Instance>) =
+        fresh.iter().partition(|i| i.is_running() && i.departures().is_empty());
     actions.extend(dead.iter().map(|i| Action::Retire { instance: i.id.clone() }));
     let ready: Vec<&Instance> = live.iter().copied().filter(|i| is_ready(i)).collect();
     let live_count = live.len() as u32;
@@ -269,7 +272,7 @@ fn converge_into(
         // Surplus: unready first, then ready but not serving, serving ones last, so traffic
         // never shrinks while something else joins it.
         let mut surplus: Vec<&Instance> = live.clone();
-        surplus.sort_by_key(|i| (is_ready(i) && i.serving, is_ready(i), i.name.clone()));
+        surplus.sort_by_key(|i| i.retire_order());
         let n = (live_count - replicas) as usize;
         actions.extend(surplus.iter().take(n).map(|i| Action::Retire { instance: i.id.clone() }));
         return Some(progress(format!("scaling down by {n}")));
