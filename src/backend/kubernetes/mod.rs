@@ -440,6 +440,37 @@ fn pod_instance(pod: &Pod) -> Option<Instance> {
     })
 }
 
+/// A replica that is not a pod (yet, or any more): what it reports as an instance.
+struct Seat<'a> {
+    plugin: &'a str,
+    slot: Slot,
+    spec: Option<&'a InstanceSpec>,
+    hash: &'a str,
+    revision: &'a str,
+}
+
+impl Seat<'_> {
+    fn instance(&self, id: String, state: RunState) -> Instance {
+        Instance {
+            name: id.clone(),
+            id,
+            plugin: self.plugin.to_string(),
+            slot: self.slot,
+            version: self.spec.map(|s| s.version.clone()).unwrap_or_default(),
+            spec_hash: self.hash.to_string(),
+            spec: self.spec.cloned(),
+            revision: self.revision.to_string(),
+            state,
+            serving: false,
+            address: None,
+            ready: None,
+            oom_killed: false,
+            restart_count: 0,
+            runtime: None,
+        }
+    }
+}
+
 /// Replicas of a Deployment that have no pod yet (`seat:`) or are parked (`parked:`).
 fn placeholders(deployment: &Deployment, pods: usize) -> Vec<Instance> {
     let Some(name) = deployment.metadata.name.clone() else { return Vec::new() };
@@ -448,25 +479,13 @@ fn placeholders(deployment: &Deployment, pods: usize) -> Vec<Instance> {
     let spec: Option<InstanceSpec> = annotations.get(labels::SPEC).and_then(|s| serde_json::from_str(s).ok());
     let label = deployment.metadata.labels.clone().unwrap_or_default();
     let wanted = deployment.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0).max(0) as usize;
-    let one = |id: String, state: RunState| Instance {
-        name: id.clone(),
-        id,
-        plugin: spec
-            .as_ref()
-            .map(|s| s.plugin.clone())
-            .unwrap_or_else(|| label.get(labels::PLUGIN).cloned().unwrap_or_default()),
-        slot,
-        version: spec.as_ref().map(|s| s.version.clone()).unwrap_or_default(),
-        spec_hash: spec_hash.clone(),
-        spec: spec.clone(),
-        revision: label.get(labels::REVISION).cloned().unwrap_or_default(),
-        state,
-        serving: false,
-        address: None,
-        ready: None,
-        oom_killed: false,
-        restart_count: 0,
-        runtime: None,
+    let plugin = spec
+        .as_ref()
+        .map(|s| s.plugin.clone())
+        .unwrap_or_else(|| label.get(labels::PLUGIN).cloned().unwrap_or_default());
+    let revision = label.get(labels::REVISION).cloned().unwrap_or_default();
+    let one = |id: String, state: RunState| {
+        Seat { plugin: &plugin, slot, spec: spec.as_ref(), hash: &spec_hash, revision: &revision }.instance(id, state)
     };
     let mut out: Vec<Instance> = (pods..wanted).map(|i| one(format!("{SEAT}{name}:{i}"), RunState::Running)).collect();
     out.extend((0..parked_count(deployment)).map(|i| one(format!("{PARKED_SEAT}{name}:{i}"), RunState::Exited)));
@@ -534,23 +553,14 @@ impl Backend for KubernetesBackend {
     async fn start(&self, request: StartRequest<'_>) -> Result<Instance, BackendError> {
         self.start_replicas(&request, 1).await?;
         let name = objects::deployment_name(&request.spec.plugin, request.slot, request.hash, false);
-        Ok(Instance {
-            id: format!("{SEAT}{name}:new"),
-            name,
-            plugin: request.spec.plugin.clone(),
+        let seat = Seat {
+            plugin: &request.spec.plugin,
             slot: request.slot,
-            version: request.spec.version.clone(),
-            spec_hash: request.hash.to_string(),
-            spec: Some(request.spec.clone()),
-            revision: request.revision.to_string(),
-            state: RunState::Running,
-            serving: false,
-            address: None,
-            ready: None,
-            oom_killed: false,
-            restart_count: 0,
-            runtime: None,
-        })
+            spec: Some(request.spec),
+            hash: request.hash,
+            revision: request.revision,
+        };
+        Ok(seat.instance(format!("{SEAT}{name}:new"), RunState::Running))
     }
 
     async fn start_many(&self, request: StartRequest<'_>, count: u32) -> Result<(), BackendError> {
