@@ -78,6 +78,7 @@ impl Replica {
             .env("POD_NAME", name)
             .env("KUBECONFIG", kubeconfig)
             .env("PLUGSYNC_LOG", "info")
+            .env("PLUGSYNC_API_TOKEN", API_TOKEN)
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("dup log"))
@@ -105,6 +106,21 @@ impl Replica {
         if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().expect("try_wait")) {
             panic!("{} exited with {status}; log:\n{}", self.name, self.log_tail(80));
         }
+    }
+
+    /// SIGTERM: a clean shutdown, then reap.
+    fn terminate(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+            let _ = child.wait();
+        }
+    }
+
+    /// `POST /api/v1/plugins/web/rollout/retry` with the token: the HTTP status.
+    async fn rollout_retry(&self) -> Option<u16> {
+        let url = format!("http://127.0.0.1:{}/api/v1/plugins/web/rollout/retry", self.port);
+        let response = reqwest::Client::new().post(&url).bearer_auth(API_TOKEN).send().await.ok()?;
+        Some(response.status().as_u16())
     }
 
     /// SIGKILL (what `Child::kill` sends), then reap.
@@ -162,6 +178,8 @@ impl Drop for Replica {
 
 // ---------------------------------------------------------------------------------------------
 // Reading the cluster
+
+const API_TOKEN: &str = "leader-test-token";
 
 /// The Lease in plain numbers (milliseconds since the epoch).
 #[derive(Debug, Clone, PartialEq)]
@@ -483,5 +501,37 @@ async fn one_replica_leads_and_a_killed_leader_is_replaced_within_the_lease() {
     assert_eq!(now.holder.as_deref(), Some(follower_name.as_str()), "{follower_name} still leads: {now:?}");
     assert_eq!(now.transitions, 1, "{now:?}");
     replicas[fi].assert_alive();
+
+    // (4) A rollout command sent to a follower is refused (it could not act on it); a leader
+    // shutting down cleanly hands the Lease over at once instead of letting it run out.
+    let mut third = Replica::start("replica-c", &repo.url(), &ns, &kubeconfig);
+    wait_until("replica-c to follow", Duration::from_secs(20), async || {
+        if third.log().contains("leader election on") {
+            Ok(())
+        } else {
+            Err(third.log_tail(5))
+        }
+    })
+    .await;
+    assert_eq!(third.rollout_retry().await, Some(503), "a follower refuses rollout commands");
+    assert_eq!(replicas[fi].rollout_retry().await, Some(202), "the leader accepts them");
+    let stopping = Instant::now();
+    replicas[fi].terminate();
+    let (_, handover) = wait_until("replica-c to take the released Lease", Duration::from_secs(10), async || {
+        let now = lease(&leases).await.ok_or("no lease")?;
+        if now.holder.as_deref() == Some("replica-c") {
+            Ok(())
+        } else {
+            Err(format!("{now:?}"))
+        }
+    })
+    .await;
+    let since_sigterm = stopping.elapsed();
+    eprintln!(
+        "[{ns}] MEASURED graceful handover: replica-c leads {since_sigterm:?} after SIGTERM to the leader ({handover:?} after it exited)"
+    );
+    // Without the release the Lease would run for its 4 s after the last renewal.
+    assert!(since_sigterm < Duration::from_secs(4), "the Lease was handed over, not waited out: {since_sigterm:?}");
+    third.assert_alive();
     eprintln!("[{ns}] k8s leader test took {:?}", test_started.elapsed());
 }

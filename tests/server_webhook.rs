@@ -38,6 +38,7 @@ impl Server {
                 "plugins": {"crm": {"state": "running", "version": "1.2.0"}}
             }))),
             metrics: Arc::new(Metrics::new()),
+            leading: None,
         };
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(serve(listener, state, async {

@@ -145,6 +145,28 @@ impl Seen {
     }
 }
 
+/// Gives the Lease up (holder emptied, 1 s duration), as client-go's ReleaseOnCancel does, so
+/// a replica shutting down cleanly is replaced at the followers' next look.
+pub async fn release(client: &kube::Client, config: &LeaseConfig) {
+    let api: Api<Lease> = Api::namespaced(client.clone(), &config.namespace);
+    let released = async {
+        let Some(mut lease) = api.get_opt(&config.name).await? else { return Ok(()) };
+        let spec = lease.spec.get_or_insert_with(Default::default);
+        if spec.holder_identity.as_deref() != Some(config.identity.as_str()) {
+            return Ok(());
+        }
+        spec.holder_identity = Some(String::new());
+        spec.lease_duration_seconds = Some(1);
+        spec.renew_time = Some(now());
+        api.replace(&config.name, &PostParams::default(), &lease).await.map(|_| ())
+    };
+    match tokio::time::timeout(config.retry, released).await {
+        Ok(Ok(())) => tracing::info!(lease = %config.name, "leader Lease released"),
+        Ok(Err(e)) => tracing::warn!(error = %e, "could not release the leader Lease"),
+        Err(_) => tracing::warn!("releasing the leader Lease timed out"),
+    }
+}
+
 /// One look at the Lease; `Ok(true)` when this replica holds it afterwards.
 async fn attempt(api: &Api<Lease>, config: &LeaseConfig, seen: &mut Seen) -> Result<bool, kube::Error> {
     let current = api.get_opt(&config.name).await?;

@@ -128,6 +128,22 @@ pub async fn run(
         shutdown.await;
         let _ = stop_tx.send(true);
     });
+    let leader = match &config.lease {
+        Some(lease) => {
+            let client = kube::Client::try_default().await.map_err(|e| {
+                DaemonError::Backend(crate::backend::BackendError::Unreachable {
+                    engine: "Kubernetes",
+                    endpoint: "(kubeconfig)".into(),
+                    detail: format!("leader election needs the cluster: {e}"),
+                })
+            })?;
+            let flag = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            tracing::info!(lease = %lease.name, identity = %lease.identity, "leader election on");
+            tokio::spawn(super::leader::run(client.clone(), lease.clone(), flag.clone(), trigger.clone()));
+            Some((flag, client, lease.clone()))
+        }
+        None => None,
+    };
     if let Some(address) = config.listen {
         let listener =
             tokio::net::TcpListener::bind(address).await.map_err(|source| DaemonError::Listen { address, source })?;
@@ -140,6 +156,7 @@ pub async fn run(
             commands: commands_tx.clone(),
             status: shared_status.clone(),
             metrics: metrics.clone(),
+            leading: leader.as_ref().map(|(flag, _, _)| flag.clone()),
         };
         let mut stop = stop_rx.clone();
         tokio::spawn(async move {
@@ -152,22 +169,6 @@ pub async fn run(
         });
     }
     let _watcher = if config.watch { watch_local(&config.remote.url, trigger.clone()) } else { None };
-    let leader = match &config.lease {
-        Some(lease) => {
-            let client = kube::Client::try_default().await.map_err(|e| {
-                DaemonError::Backend(crate::backend::BackendError::Unreachable {
-                    engine: "Kubernetes",
-                    endpoint: "(kubeconfig)".into(),
-                    detail: format!("leader election needs the cluster: {e}"),
-                })
-            })?;
-            let flag = Arc::new(std::sync::atomic::AtomicBool::new(false));
-            tracing::info!(lease = %lease.name, identity = %lease.identity, "leader election on");
-            tokio::spawn(super::leader::run(client, lease.clone(), flag.clone(), trigger.clone()));
-            Some(flag)
-        }
-        None => None,
-    };
     let mut daemon = Daemon {
         cache: Arc::new(Mutex::new(cache)),
         files: FileSet::new(),
@@ -184,7 +185,7 @@ pub async fn run(
         prune_hold: None,
         statuses_from: None,
         loaded: None,
-        leader,
+        leader: leader.as_ref().map(|(flag, _, _)| flag.clone()),
         was_leader: false,
         healer: Default::default(),
         notifier: None,
@@ -202,6 +203,12 @@ pub async fn run(
             _ = trigger.notified() => tracing::info!("woken by a push or a command"),
             _ = stop_rx.wait_for(|s| *s) => {
                 tracing::info!("shutting down");
+                if let Some((flag, client, lease)) = &leader {
+                    // Hand the Lease over now rather than make the next leader wait it out.
+                    if flag.load(std::sync::atomic::Ordering::Relaxed) {
+                        super::leader::release(client, lease).await;
+                    }
+                }
                 return Ok(());
             }
         }

@@ -77,6 +77,8 @@ pub struct ServerState {
     /// Latest status document; the daemon writes it.
     pub status: Arc<RwLock<Value>>,
     pub metrics: Arc<Metrics>,
+    /// With leader election: whether this replica leads (a follower cannot act on commands).
+    pub leading: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 impl std::fmt::Debug for ServerState {
@@ -188,6 +190,12 @@ async fn rollout(
             format!("unknown rollout action '{action}' (promote|abort|pause|resume|retry)"),
         );
     };
+    if st.leading.as_ref().is_some_and(|l| !l.load(std::sync::atomic::Ordering::Relaxed)) {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "this replica is not the leader: send the command to the replica holding the leader Lease",
+        );
+    }
     match st.commands.try_send(command) {
         Ok(()) => {
             tracing::info!(plugin = %id, %action, "rollout command accepted");
