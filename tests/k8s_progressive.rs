@@ -38,11 +38,13 @@ fn blue_green(smoke: &str, keep: bool) -> String {
     )
 }
 
-/// What the API showed every 100 ms while a reconcile ran: Deployment names, and per pod
-/// (version, slot, serving).
+/// One poll: Deployment names, and per pod (version, slot, serving).
+type Seen = (BTreeSet<String>, Vec<(String, String, bool)>);
+
+/// What the API showed every 100 ms while a reconcile ran.
 struct ApiWatch {
     stop: Arc<AtomicBool>,
-    task: tokio::task::JoinHandle<Vec<(BTreeSet<String>, Vec<(String, String, bool)>)>>,
+    task: tokio::task::JoinHandle<Vec<Seen>>,
 }
 
 impl ApiWatch {
@@ -77,7 +79,7 @@ impl ApiWatch {
         ApiWatch { stop, task }
     }
 
-    async fn stop(self) -> Vec<(BTreeSet<String>, Vec<(String, String, bool)>)> {
+    async fn stop(self) -> Vec<Seen> {
         self.stop.store(true, Ordering::Relaxed);
         self.task.await.expect("watch task")
     }
