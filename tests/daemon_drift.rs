@@ -186,3 +186,18 @@ fn flapping_stops_healing_and_alerts() {
     let fleet_status = repo.status_text("status/fleet.yaml").expect("fleet status");
     assert!(fleet_status.contains("flapping"), "{fleet_status}");
 }
+
+/// Every instance of an applied plugin removed by hand: drift "missing", not a new plugin to
+/// create — in `drift: alert` mode nothing is re-created behind the operator's back.
+#[test]
+fn every_instance_removed_is_missing_and_not_recreated_in_alert_mode() {
+    let (repo, daemon, id) = setup("dgone", "", "");
+    assert!(docker_cli(&["rm", "-f", &id]).status.success());
+    wait_for("a drift commit", Duration::from_secs(20), || {
+        repo.status_subjects().iter().any(|s| s.starts_with("web: drift detected") && s.contains("missing"))
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(containers(&daemon.fleet).is_empty(), "drift: alert must not re-create: {:?}", containers(&daemon.fleet));
+    let fleet_status = repo.status_text("status/fleet.yaml").expect("fleet status");
+    assert!(fleet_status.contains("drift (drift: alert)"), "the held re-creation is in status: {fleet_status}");
+}

@@ -59,7 +59,9 @@ impl Healer {
         let mut flapping = Vec::new();
         for change in plan.changes.clone() {
             let Some(plugin) = fleet.plugins.get(&change.plugin) else { continue };
-            let repair = matches!(change.kind, ChangeKind::Repair | ChangeKind::Scale | ChangeKind::Update);
+            // A Create of a plugin already applied at this spec: every instance vanished.
+            let repair =
+                matches!(change.kind, ChangeKind::Repair | ChangeKind::Scale | ChangeKind::Update | ChangeKind::Create);
             let applied = statuses.get(&plugin.id).and_then(|s| s.applied.as_deref());
             // Git still says what plugsync last applied: the difference is drift.
             if !repair || applied != Some(combined_hash(plugin).as_str()) {

@@ -453,7 +453,9 @@ impl Daemon {
         let narrate = |line: &str| tracing::info!("{line}");
         let leader = self.leader.clone();
         let memory = self.memory.clone();
-        let mut reconciler = Reconciler::new(backend.as_ref(), fleet, revision, &narrate).with_memory(&memory);
+        let applied = self.applied_now(fleet);
+        let mut reconciler =
+            Reconciler::new(backend.as_ref(), fleet, revision, &narrate).with_memory(&memory).with_applied(&applied);
         if let Some(flag) = leader.as_deref() {
             reconciler = reconciler.with_leadership(flag);
         }
@@ -523,6 +525,16 @@ impl Daemon {
             Err(e) => tracing::warn!(error = %e, "drift check failed"),
         }
         Ok(report)
+    }
+
+    /// Plugins whose status says they were applied at the spec Git has now.
+    fn applied_now(&self, fleet: &Fleet) -> std::collections::BTreeSet<String> {
+        fleet
+            .plugins
+            .values()
+            .filter(|p| self.statuses.get(&p.id).and_then(|s| s.applied.as_deref()) == Some(combined_hash(p).as_str()))
+            .map(|p| p.id.clone())
+            .collect()
     }
 
     /// What the engine's event stream said about each finding's instance.

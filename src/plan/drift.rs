@@ -81,12 +81,15 @@ pub struct Squatter {
 }
 
 /// Compares what runs with the fleet. `intentional` names plugins (with why) whose state is
-/// deliberate: suspended, held after a rollback, a rollout in flight or paused.
+/// deliberate: suspended, held after a rollback, a rollout in flight or paused. `applied`
+/// names plugins known to have been applied at their current spec (the daemon's status): for
+/// those, no instance at all is drift, not a plugin never created.
 pub fn detect(
     fleet: &Fleet,
     observed: &Observed,
     intentional: &BTreeMap<String, String>,
     squatters: &[Squatter],
+    applied: &std::collections::BTreeSet<String>,
 ) -> Vec<Finding> {
     let mut findings = Vec::new();
     for plugin in fleet.plugins.values() {
@@ -100,6 +103,18 @@ pub fn detect(
         let parked = |i: &Instance| keeps_parked && !i.is_running() && !targets.iter().any(|t| t.hash == i.spec_hash);
         // Instances of an older spec: Git moved on and the plan says so; not drift.
         let pending = instances.iter().any(|i| !parked(i) && !targets.iter().any(|t| t.hash == i.spec_hash));
+        if instances.is_empty() && applied.contains(&plugin.id) {
+            let wanted: u32 = targets.iter().map(|t| t.replicas).sum();
+            findings.push(Finding {
+                kind: DriftKind::Missing,
+                plugin: plugin.id.clone(),
+                instance: String::new(),
+                expected: format!("{wanted} instance(s) of {}", plugin.versions().join(" + ")),
+                found: "none: every instance is gone".into(),
+                cause: None,
+            });
+            continue;
+        }
         if instances.is_empty() || pending {
             continue;
         }

@@ -24,6 +24,10 @@ fn applied(f: &Fleet) -> Observed {
     observed
 }
 
+fn none() -> std::collections::BTreeSet<String> {
+    Default::default()
+}
+
 fn two() -> Fleet {
     fleet(&[manifest("a", "1.0.0", "replicas: 2\nenv: {MODE: fast}\n"), manifest("b", "1.0.0", "")])
 }
@@ -35,7 +39,7 @@ fn kinds(findings: &[Finding]) -> Vec<(String, DriftKind)> {
 #[test]
 fn a_fleet_as_applied_has_no_drift() {
     let f = two();
-    assert!(detect(&f, &applied(&f), &BTreeMap::new(), &[]).is_empty());
+    assert!(detect(&f, &applied(&f), &BTreeMap::new(), &[], &none()).is_empty());
 }
 
 #[test]
@@ -113,7 +117,7 @@ fn each_kind_from_one_change() {
         let mut observed = applied(&f);
         let target = observed.instances.iter_mut().find(|i| i.plugin == "a").expect("a");
         change(target);
-        let findings = detect(&f, &observed, &BTreeMap::new(), &[]);
+        let findings = detect(&f, &observed, &BTreeMap::new(), &[], &none());
         assert_eq!(kinds(&findings), vec![("a".to_string(), kind)], "{name}: {findings:#?}");
         assert!(findings[0].found.contains(found), "{name}: {}", findings[0]);
         assert_eq!(findings[0].instance, "t-a-stable-0", "{name}");
@@ -125,7 +129,7 @@ fn counts_missing_and_extra() {
     let f = two();
     let mut observed = applied(&f);
     observed.instances.retain(|i| i.id != "a-stable-1");
-    let findings = detect(&f, &observed, &BTreeMap::new(), &[]);
+    let findings = detect(&f, &observed, &BTreeMap::new(), &[], &none());
     assert_eq!(kinds(&findings), vec![("a".into(), DriftKind::Missing)]);
     assert_eq!((findings[0].expected.as_str(), findings[0].found.as_str()), ("2 instance(s) of 1.0.0 in stable", "1"));
 
@@ -134,7 +138,7 @@ fn counts_missing_and_extra() {
     copy.id = "b-stable-9".into();
     copy.name = "t-b-stable-9".into();
     observed.instances.push(copy);
-    let findings = detect(&f, &observed, &BTreeMap::new(), &[]);
+    let findings = detect(&f, &observed, &BTreeMap::new(), &[], &none());
     assert_eq!(kinds(&findings), vec![("b".into(), DriftKind::Extra)]);
     // Identical copies: the one a reconcile would retire is named (same order as the strategies).
     assert_eq!(findings[0].instance, "t-b-stable-0");
@@ -147,23 +151,36 @@ fn git_changes_and_intentional_states_are_not_drift() {
     observed.instances[0].state = RunState::Exited;
     // Git moved a to 1.1.0: the plan's business, not drift.
     let after = fleet(&[manifest("a", "1.1.0", "replicas: 2\nenv: {MODE: fast}\n"), manifest("b", "1.0.0", "")]);
-    assert!(detect(&after, &observed, &BTreeMap::new(), &[]).is_empty());
+    assert!(detect(&after, &observed, &BTreeMap::new(), &[], &none()).is_empty());
     // A rollout in flight, a paused one, a rolled-back revision: named by the caller.
     let held = BTreeMap::from([("a".to_string(), "rollout in flight".to_string())]);
-    assert!(detect(&before, &observed, &held, &[]).is_empty());
+    assert!(detect(&before, &observed, &held, &[], &none()).is_empty());
     // Suspended in Git.
     let suspended = fleet(&[
         manifest("a", "1.0.0", "replicas: 2\nenv: {MODE: fast}\nsuspended: true\n"),
         manifest("b", "1.0.0", ""),
     ]);
-    assert!(detect(&suspended, &observed, &BTreeMap::new(), &[]).is_empty());
+    assert!(detect(&suspended, &observed, &BTreeMap::new(), &[], &none()).is_empty());
 }
 
 #[test]
 fn a_squatter_is_foreign() {
     let f = two();
     let squatters = [Squatter { name: "t-a-stable-zzz".into(), plugin: "a".into() }];
-    let findings = detect(&f, &applied(&f), &BTreeMap::new(), &squatters);
+    let findings = detect(&f, &applied(&f), &BTreeMap::new(), &squatters, &none());
     assert_eq!(kinds(&findings), vec![("a".into(), DriftKind::Foreign)]);
     assert!(findings[0].to_string().contains("t-a-stable-zzz"), "{}", findings[0]);
+}
+
+#[test]
+fn every_instance_gone_is_missing_only_for_a_plugin_known_applied() {
+    let f = two();
+    let mut observed = applied(&f);
+    observed.instances.retain(|i| i.plugin != "a");
+    // Never applied (a new plugin): the plan's business.
+    assert!(detect(&f, &observed, &BTreeMap::new(), &[], &none()).is_empty());
+    let known = std::collections::BTreeSet::from(["a".to_string()]);
+    let findings = detect(&f, &observed, &BTreeMap::new(), &[], &known);
+    assert_eq!(kinds(&findings), vec![("a".into(), DriftKind::Missing)]);
+    assert_eq!(findings[0].expected, "2 instance(s) of 1.0.0");
 }

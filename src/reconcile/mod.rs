@@ -71,6 +71,8 @@ pub struct Reconciler<'a, B: Backend> {
     memory: Option<&'a RolloutMemory>,
     /// Cleared when this replica loses its Lease: it stops applying at the next step.
     leading: Option<&'a std::sync::atomic::AtomicBool>,
+    /// Plugins known applied at their current spec (drift: none left is "missing").
+    applied: Option<&'a std::collections::BTreeSet<String>>,
 }
 
 impl<'a, B: Backend> Reconciler<'a, B> {
@@ -84,6 +86,7 @@ impl<'a, B: Backend> Reconciler<'a, B> {
             clock: Instant::now(),
             memory: None,
             leading: None,
+            applied: None,
         }
     }
 
@@ -96,6 +99,12 @@ impl<'a, B: Backend> Reconciler<'a, B> {
     /// Applies only while `leading` holds (leader election among replicas).
     pub fn with_leadership(mut self, leading: &'a std::sync::atomic::AtomicBool) -> Self {
         self.leading = Some(leading);
+        self
+    }
+
+    /// Plugins status says were applied at their current spec (for drift).
+    pub fn with_applied(mut self, applied: &'a std::collections::BTreeSet<String>) -> Self {
+        self.applied = Some(applied);
         self
     }
 
@@ -349,7 +358,8 @@ impl<'a, B: Backend> Reconciler<'a, B> {
         let mut observed = observed?;
         self.probe_readiness(&mut observed.instances).await;
         let squatters: Vec<_> = squatters?.into_iter().filter(|s| plugin.is_none_or(|p| s.plugin == p)).collect();
-        let mut findings = drift::detect(self.fleet, &observed, intentional, &squatters);
+        let none = std::collections::BTreeSet::new();
+        let mut findings = drift::detect(self.fleet, &observed, intentional, &squatters, self.applied.unwrap_or(&none));
         if let Some(p) = plugin {
             findings.retain(|f| f.plugin == p);
         }
