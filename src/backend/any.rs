@@ -54,16 +54,6 @@ impl BackendChoice {
     }
 }
 
-impl AnyBackend {
-    /// API requests so far, where the engine counts them (Kubernetes).
-    pub fn requests(&self) -> Option<u64> {
-        match self {
-            AnyBackend::Docker(_) => None,
-            AnyBackend::Kubernetes(k) => Some(k.requests()),
-        }
-    }
-}
-
 macro_rules! forward {
     ($self:ident, $b:ident => $call:expr) => {
         match $self {

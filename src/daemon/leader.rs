@@ -70,11 +70,12 @@ pub fn decide(held: Option<&Held>, me: &str, now_ms: i64) -> Decision {
     }
 }
 
-fn held(lease: &Lease) -> Held {
+/// The Lease in plain numbers, with when this replica last saw it change (its own clock).
+fn held(lease: &Lease, changed_ms: Option<i64>) -> Held {
     let spec = lease.spec.clone().unwrap_or_default();
     Held {
         holder: spec.holder_identity,
-        renewed_ms: spec.renew_time.map(|t| t.0.as_millisecond()),
+        renewed_ms: changed_ms,
         duration_ms: i64::from(spec.lease_duration_seconds.unwrap_or(15)) * 1000,
     }
 }
@@ -172,7 +173,7 @@ async fn attempt(api: &Api<Lease>, config: &LeaseConfig, seen: &mut Seen) -> Res
     let current = api.get_opt(&config.name).await?;
     let (now_ms, changed_ms) = seen.observe(current.as_ref());
     let seconds = config.duration.as_secs_f64().ceil().max(1.0) as i32;
-    let record = current.as_ref().map(|lease| Held { renewed_ms: changed_ms, ..held(lease) });
+    let record = current.as_ref().map(|lease| held(lease, changed_ms));
     match decide(record.as_ref(), &config.identity, now_ms) {
         Decision::Follow => Ok(false),
         Decision::Create => {

@@ -514,7 +514,8 @@ impl Daemon {
         // Intentional states are not drift: a held failed rollout, a rollout in flight.
         let mut intentional: BTreeMap<String, String> = held.into_iter().collect();
         intentional.extend(self.memory.all().into_keys().map(|p| (p, "rollout in flight".to_string())));
-        match reconciler.detect(None, &intentional).await {
+        // Drift is checked on the instances just observed for the status (no third observe).
+        match reconciler.detect_in(observed, None, &intentional).await {
             Ok(findings) => {
                 let findings = self.with_causes(findings);
                 if let Some(notifier) = self.notifier.as_mut() {
@@ -540,7 +541,7 @@ impl Daemon {
     /// What the engine's event stream said about each finding's instance.
     fn with_causes(&self, mut findings: Vec<crate::plan::drift::Finding>) -> Vec<crate::plan::drift::Finding> {
         if let Ok(causes) = self.causes.lock() {
-            for f in &mut findings {
+            for f in findings.iter_mut().filter(|f| !f.instance.is_empty()) {
                 f.cause = causes.get(&f.instance).cloned();
             }
         }

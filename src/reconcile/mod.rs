@@ -353,11 +353,20 @@ impl<'a, B: Backend> Reconciler<'a, B> {
         plugin: Option<&str>,
         intentional: &BTreeMap<String, String>,
     ) -> Result<Vec<Finding>, BackendError> {
-        let (observed, squatters) =
-            tokio::join!(self.backend.observe(self.name(), plugin), self.backend.squatters(self.name()));
-        let mut observed = observed?;
+        let observed = self.backend.observe(self.name(), plugin).await?;
+        self.detect_in(observed, plugin, intentional).await
+    }
+
+    /// [`Self::detect`] on instances the caller observed already (the daemon's pass has).
+    pub async fn detect_in(
+        &self,
+        mut observed: crate::plan::Observed,
+        plugin: Option<&str>,
+        intentional: &BTreeMap<String, String>,
+    ) -> Result<Vec<Finding>, BackendError> {
+        let squatters = self.backend.squatters(self.name()).await?;
         self.probe_readiness(&mut observed.instances).await;
-        let squatters: Vec<_> = squatters?.into_iter().filter(|s| plugin.is_none_or(|p| s.plugin == p)).collect();
+        let squatters: Vec<_> = squatters.into_iter().filter(|s| plugin.is_none_or(|p| s.plugin == p)).collect();
         let none = std::collections::BTreeSet::new();
         let mut findings = drift::detect(self.fleet, &observed, intentional, &squatters, self.applied.unwrap_or(&none));
         if let Some(p) = plugin {
