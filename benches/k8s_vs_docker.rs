@@ -21,22 +21,9 @@ const FLEET: &str = "bench-example";
 const NETWORK: &str = "plugsync-bench-example";
 const NODE_DOCKER: &str = "/var/lib/plugsync-k8s/run/docker.sock";
 
-fn copy_dir(from: &Path, to: &Path) {
-    for entry in std::fs::read_dir(from).expect("read dir") {
-        let entry = entry.expect("entry");
-        let target = to.join(entry.file_name());
-        if entry.file_type().expect("type").is_dir() {
-            std::fs::create_dir_all(&target).expect("mkdir");
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).expect("copy");
-        }
-    }
-}
-
 fn fleet_dir(backend: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("tempdir");
-    copy_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/fleet"), dir.path());
+    plugsync::source::dir::copy_tree(&Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/fleet"), dir.path()).expect("copy the example fleet");
     std::fs::write(
         dir.path().join("plugsync.yaml"),
         format!(

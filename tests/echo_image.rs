@@ -8,20 +8,14 @@ use bollard::models::ContainerCreateBody;
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, RemoveContainerOptionsBuilder, StopContainerOptionsBuilder,
 };
-use bollard::Docker;
 use plugsync::images::{
     build_scratch_image, ensure_echo_images, ImageError, BINARY_SHA_LABEL, ECHO_IMAGE_REPO, IMAGE_LABEL,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+mod common;
+use common::{docker, http_get};
 
 const VERSION: &str = "0.0.1-test";
-
-async fn connect() -> Docker {
-    let docker = Docker::connect_with_local_defaults()
-        .expect("cannot configure a Docker client (DOCKER_HOST / socket) — this test needs Docker");
-    // Docker 20.10 speaks API 1.41; bollard defaults to a newer version the engine refuses.
-    docker.negotiate_version().await.expect("Docker engine unreachable — this test needs a running Docker daemon")
-}
 
 /// Removes the container when dropped, even if the test panicked half-way.
 struct ContainerGuard {
@@ -36,7 +30,7 @@ impl Drop for ContainerGuard {
         let joined = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             rt.block_on(async {
-                let docker = connect().await;
+                let docker = docker().await;
                 let options = RemoveContainerOptionsBuilder::default().force(true).v(true).build();
                 match docker.remove_container(&name, Some(options)).await {
                     Ok(()) => eprintln!("removed container {name}"),
@@ -52,33 +46,9 @@ impl Drop for ContainerGuard {
     }
 }
 
-struct Response {
-    status: u16,
-    body: String,
-}
-
-/// One plain HTTP/1.1 GET over a fresh TCP connection (`Connection: close`).
-async fn get(ip: &str, path: &str) -> std::io::Result<Response> {
-    let fut = async {
-        let mut stream = tokio::net::TcpStream::connect((ip, 8080)).await?;
-        let request = format!("GET {path} HTTP/1.1\r\nHost: {ip}:8080\r\nConnection: close\r\n\r\n");
-        stream.write_all(request.as_bytes()).await?;
-        let mut raw = Vec::new();
-        stream.read_to_end(&mut raw).await?;
-        let text = String::from_utf8_lossy(&raw).into_owned();
-        let bad = || std::io::Error::new(std::io::ErrorKind::InvalidData, format!("bad response: {text:?}"));
-        let (head, body) = text.split_once("\r\n\r\n").ok_or_else(bad)?;
-        let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).ok_or_else(bad)?;
-        Ok(Response { status, body: body.to_string() })
-    };
-    tokio::time::timeout(Duration::from_secs(5), fut)
-        .await
-        .unwrap_or_else(|_| Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "GET timed out")))
-}
-
 #[tokio::test]
 async fn echo_image_builds_runs_and_stops_promptly() {
-    let docker = connect().await;
+    let docker = docker().await;
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let tag = format!("{ECHO_IMAGE_REPO}:{VERSION}");
 
@@ -116,13 +86,13 @@ async fn echo_image_builds_runs_and_stops_promptly() {
         .network_settings
         .and_then(|n| n.networks)
         .and_then(|n| n.get("bridge").and_then(|e| e.ip_address.clone()))
-        .filter(|ip| !ip.is_empty())
+        .and_then(|ip| ip.parse::<std::net::IpAddr>().ok())
         .expect("container has an IP on the default bridge");
     eprintln!("container {name} at {ip}");
 
     // Liveness: the listener comes up within milliseconds of the process starting.
     let live = loop {
-        match get(&ip, "/health/live").await {
+        match http_get(ip, "/health/live").await {
             Ok(r) => break r,
             Err(e) if before_start.elapsed() < Duration::from_secs(5) => {
                 eprintln!("waiting for the listener: {e}");
@@ -135,7 +105,7 @@ async fn echo_image_builds_runs_and_stops_promptly() {
     assert!(live.body.contains("\"live\""), "{}", live.body);
 
     // Readiness: 503 during READY_DELAY_MS, then 200.
-    let first_ready = get(&ip, "/health/ready").await.expect("/health/ready");
+    let first_ready = http_get(ip, "/health/ready").await.expect("/health/ready");
     assert_eq!(
         first_ready.status,
         503,
@@ -143,7 +113,7 @@ async fn echo_image_builds_runs_and_stops_promptly() {
         before_start.elapsed()
     );
     let became_ready = loop {
-        let r = get(&ip, "/health/ready").await.expect("/health/ready");
+        let r = http_get(ip, "/health/ready").await.expect("/health/ready");
         if r.status == 200 {
             break before_start.elapsed();
         }
@@ -155,7 +125,7 @@ async fn echo_image_builds_runs_and_stops_promptly() {
     assert!(became_ready >= Duration::from_millis(500), "ready too early: {became_ready:?}");
 
     // The application endpoint reports the version given through the environment.
-    let root_resp = get(&ip, "/").await.expect("GET /");
+    let root_resp = http_get(ip, "/").await.expect("GET /");
     assert_eq!(root_resp.status, 200, "{}", root_resp.body);
     let json: serde_json::Value = serde_json::from_str(&root_resp.body).expect("GET / returns JSON");
     assert_eq!(json["version"], VERSION, "{json}");
@@ -164,7 +134,7 @@ async fn echo_image_builds_runs_and_stops_promptly() {
     assert!(json["config"].is_null(), "{json}");
     assert!(json["hostname"].as_str().is_some_and(|h| !h.is_empty()), "{json}");
 
-    let metrics = get(&ip, "/metrics").await.expect("GET /metrics");
+    let metrics = http_get(ip, "/metrics").await.expect("GET /metrics");
     assert_eq!(metrics.status, 200);
     assert!(metrics.body.contains("http_requests_total{"), "{}", metrics.body);
     assert!(metrics.body.contains("http_request_duration_seconds_bucket{le=\"+Inf\"} 1"), "{}", metrics.body);
@@ -188,7 +158,7 @@ async fn echo_image_builds_runs_and_stops_promptly() {
 
 #[tokio::test]
 async fn image_errors_are_clear() {
-    let docker = connect().await;
+    let docker = docker().await;
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
 
     let err = ensure_echo_images(&docker, root, &["1.0.0+build"]).await.unwrap_err();

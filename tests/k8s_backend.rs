@@ -34,7 +34,7 @@ async fn example_fleet_converges_and_a_second_pass_applies_nothing() {
     unsafe { std::env::set_var("PLUGSYNC_EXAMPLE_AUTH_KEY", "k8s-test-signing-key") };
     cluster.ensure_echo_images(&["1.0.0", "1.1.0", "2.3.0"]).await;
     let fleet = K8sFleet::new(&cluster);
-    copy_dir(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/fleet"), fleet.path());
+    plugsync::source::dir::copy_tree(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/fleet"), fleet.path()).expect("copy the example fleet");
     fleet.write(
         "plugsync.yaml",
         &format!(
@@ -134,19 +134,6 @@ async fn example_fleet_converges_and_a_second_pass_applies_nothing() {
     assert!(again.plan.no_changes(), "second pass plans changes: {:#?}", again.plan);
     assert!(requests <= 4, "a no-change pass should be a few list calls, made {requests}");
     assert!(fleet.plan(&backend).await.no_changes());
-}
-
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    for entry in std::fs::read_dir(from).expect("read example dir") {
-        let entry = entry.expect("entry");
-        let target = to.join(entry.file_name());
-        if entry.file_type().expect("type").is_dir() {
-            std::fs::create_dir_all(&target).expect("mkdir");
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).expect("copy");
-        }
-    }
 }
 
 /// Rolling 1.0.0 → 1.1.0 over 3 replicas, batch 1: the pods that are Ready and serving never

@@ -2,12 +2,11 @@
 //! puts examples/fleet in a throw-away Git repo, and narrates create → rolling update →
 //! failed update rolled back, then cleans up (unless --keep).
 
-use anyhow::Context;
 use plugsync::backend::docker::DockerBackend;
 use plugsync::backend::Backend;
 use plugsync::plan::{render, DesiredHealth};
 use plugsync::reconcile::Reconciler;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -26,7 +25,7 @@ pub async fn run(keep: bool) -> anyhow::Result<ExitCode> {
 
     let repo_dir = std::env::temp_dir().join(format!("plugsync-demo-{}", std::process::id()));
     say(3, &format!("copying examples/fleet into a fresh Git repo at {}", repo_dir.display()));
-    copy_dir(&root.join("examples/fleet"), &repo_dir)?;
+    plugsync::source::dir::copy_tree(&root.join("examples/fleet"), &repo_dir)?;
     edit(
         &repo_dir.join("plugsync.yaml"),
         &[("fleet: example", "fleet: demo"), ("network: plugsync-example", "network: plugsync-demo")],
@@ -134,20 +133,6 @@ async fn clean_up(backend: &DockerBackend) -> anyhow::Result<()> {
     }
     let _ = backend.docker().remove_network(backend.network()).await;
     println!("    removed {} containers and the network {}", observed.instances.len(), backend.network());
-    Ok(())
-}
-
-fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
-    std::fs::create_dir_all(to)?;
-    for entry in std::fs::read_dir(from).with_context(|| format!("reading {}", from.display()))? {
-        let entry = entry?;
-        let target: PathBuf = to.join(entry.file_name());
-        if entry.file_type()?.is_dir() {
-            copy_dir(&entry.path(), &target)?;
-        } else {
-            std::fs::copy(entry.path(), &target)?;
-        }
-    }
     Ok(())
 }
 

@@ -50,3 +50,22 @@ fn walk(root: &Path, dir: &Path, files: &mut FileSet) -> Result<(), DirError> {
     }
     Ok(())
 }
+
+/// Copies a directory tree (a fleet into a scratch repo, for the demo, tests and benches).
+pub fn copy_tree(from: &Path, to: &Path) -> Result<(), DirError> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| DirError::Io { path, source }
+    };
+    std::fs::create_dir_all(to).map_err(io(to))?;
+    for entry in std::fs::read_dir(from).map_err(io(from))? {
+        let entry = entry.map_err(io(from))?;
+        let target: PathBuf = to.join(entry.file_name());
+        if entry.file_type().map_err(io(&entry.path()))?.is_dir() {
+            copy_tree(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), &target).map_err(io(&entry.path()))?;
+        }
+    }
+    Ok(())
+}

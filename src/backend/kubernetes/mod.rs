@@ -138,6 +138,11 @@ impl KubernetesBackend {
     /// resourceVersion travels in the patch), so concurrent retirements never lose one.
     /// Deletes the Deployment once nothing is left of it. Returns whether it is gone.
     async fn adjust(&self, name: &str, replicas: i64, parked: i64) -> Result<bool, BackendError> {
+        self.scale(name, replicas, parked, true).await
+    }
+
+    /// [`Self::adjust`], keeping an emptied Deployment when `delete_empty` is false.
+    async fn scale(&self, name: &str, replicas: i64, parked: i64, delete_empty: bool) -> Result<bool, BackendError> {
         for _ in 0..CONFLICT_RETRIES {
             let Some(current) = self
                 .api::<Deployment>()
@@ -150,7 +155,7 @@ impl KubernetesBackend {
             let have = i64::from(current.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0));
             let have_parked = parked_count(&current) as i64;
             let (want, want_parked) = ((have + replicas).max(0), (have_parked + parked).max(0));
-            if want == 0 && want_parked == 0 {
+            if want == 0 && want_parked == 0 && delete_empty {
                 self.delete_deployment(name, &current).await?;
                 return Ok(true);
             }
@@ -249,22 +254,60 @@ impl KubernetesBackend {
     /// (unscheduled or unready pods go first), and finally deletes the pod itself.
     /// (Deleting the pod and scaling down at once races the controller's cache: seen here
     /// removing a second, serving pod.)
-    async fn remove_pod(&self, deployment: Option<&str>, pod: &str, park: bool) -> Result<(), BackendError> {
-        if let Some(deployment) = deployment {
-            let patch = json!({ "metadata": { "labels": { MEMBER: "retiring" } } });
-            match self.api::<Pod>().patch(pod, &PatchParams::default(), &Patch::Merge(&patch)).await {
-                Ok(_) => self.wait_released(pod).await?,
-                // Gone already (deleted by hand): the ReplicaSet replaces it; the replica goes.
-                Err(kube::Error::Api(status)) if status.code == 404 => {}
-                Err(e) => return Err(self.refused("release", format!("pod {pod}"), e)),
-            }
-            self.adjust(deployment, -1, i64::from(park)).await?;
+    async fn remove_pod(&self, deployment: &str, pod: &str, park: bool) -> Result<(), BackendError> {
+        if !park && self.replicas_of(deployment).await? <= 1 {
+            return self.remove_last_pod(deployment, pod).await;
         }
+        let patch = json!({ "metadata": { "labels": { MEMBER: "retiring" } } });
+        match self.api::<Pod>().patch(pod, &PatchParams::default(), &Patch::Merge(&patch)).await {
+            Ok(_) => self.wait_released(pod).await?,
+            // Gone already (deleted by hand): the ReplicaSet replaces it; the replica goes.
+            Err(kube::Error::Api(status)) if status.code == 404 => {}
+            Err(e) => return Err(self.refused("release", format!("pod {pod}"), e)),
+        }
+        self.adjust(deployment, -1, i64::from(park)).await?;
+        self.delete_pod(pod).await
+    }
+
+    async fn delete_pod(&self, pod: &str) -> Result<(), BackendError> {
         match self.api::<Pod>().delete(pod, &DeleteParams::default()).await {
             Ok(_) => Ok(()),
             Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
             Err(e) => Err(self.refused("delete", format!("pod {pod}"), e)),
         }
+    }
+
+    /// Removes the only replica of a Deployment, and the Deployment with it. Scaling to zero
+    /// cannot pick another pod, so the pod is not released first (a released pod gets a
+    /// replacement, which would outlive the Deployment until the garbage collector came).
+    /// The Deployment goes only once the ReplicaSet has deleted the pod: deleted earlier, a
+    /// ReplicaSet that has not seen the zero yet would replace the pod plugsync deletes.
+    async fn remove_last_pod(&self, deployment: &str, pod: &str) -> Result<(), BackendError> {
+        self.scale(deployment, -1, 0, false).await?;
+        let deadline = std::time::Instant::now() + RELEASE_WAIT;
+        loop {
+            let leaving = match self.api::<Pod>().get_opt(pod).await {
+                Ok(Some(p)) => p.metadata.deletion_timestamp.is_some(),
+                Ok(None) => true,
+                Err(e) => return Err(self.refused("read", format!("pod {pod}"), e)),
+            };
+            // Past the deadline (no controller-manager?) plugsync deletes both itself.
+            if leaving || std::time::Instant::now() > deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        self.adjust(deployment, 0, 0).await?;
+        self.delete_pod(pod).await
+    }
+
+    async fn replicas_of(&self, deployment: &str) -> Result<i32, BackendError> {
+        let current = self
+            .api::<Deployment>()
+            .get_opt(deployment)
+            .await
+            .map_err(|e| self.refused("read", format!("Deployment {deployment}"), e))?;
+        Ok(current.and_then(|d| d.spec).and_then(|s| s.replicas).unwrap_or(0))
     }
 
     async fn wait_released(&self, pod: &str) -> Result<(), BackendError> {
@@ -296,11 +339,11 @@ impl KubernetesBackend {
     async fn take_away(&self, fleet: &str, instance: &Instance, park: bool) -> Result<(), BackendError> {
         if instance.state == RunState::Removing {
             // Already released from its Deployment: only the pod is left to delete.
-            return self.remove_pod(None, &instance.id, false).await;
+            return self.delete_pod(&instance.id).await;
         }
         let deployment = self.deployment_of(fleet, instance).await?;
         let Some(name) = deployment else {
-            return if is_pod(instance) { self.remove_pod(None, &instance.id, false).await } else { Ok(()) };
+            return if is_pod(instance) { self.delete_pod(&instance.id).await } else { Ok(()) };
         };
         if instance.id.starts_with(PARKED_SEAT) {
             return if park { Ok(()) } else { self.adjust(&name, 0, -1).await.map(|_| ()) };
@@ -313,7 +356,7 @@ impl KubernetesBackend {
             self.label_serving(instance, false).await?;
             tokio::time::sleep(DRAIN).await;
         }
-        self.remove_pod(Some(&name), &instance.id, park).await
+        self.remove_pod(&name, &instance.id, park).await
     }
 
     async fn start_replicas(&self, request: &StartRequest<'_>, count: u32) -> Result<(), BackendError> {
