@@ -23,7 +23,8 @@ const NODE_DOCKER: &str = "/var/lib/plugsync-k8s/run/docker.sock";
 
 fn fleet_dir(backend: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("tempdir");
-    plugsync::source::dir::copy_tree(&Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/fleet"), dir.path()).expect("copy the example fleet");
+    plugsync::source::dir::copy_tree(&Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/fleet"), dir.path())
+        .expect("copy the example fleet");
     std::fs::write(
         dir.path().join("plugsync.yaml"),
         format!(

@@ -34,7 +34,11 @@ async fn example_fleet_converges_and_a_second_pass_applies_nothing() {
     unsafe { std::env::set_var("PLUGSYNC_EXAMPLE_AUTH_KEY", "k8s-test-signing-key") };
     cluster.ensure_echo_images(&["1.0.0", "1.1.0", "2.3.0"]).await;
     let fleet = K8sFleet::new(&cluster);
-    plugsync::source::dir::copy_tree(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/fleet"), fleet.path()).expect("copy the example fleet");
+    plugsync::source::dir::copy_tree(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/fleet"),
+        fleet.path(),
+    )
+    .expect("copy the example fleet");
     fleet.write(
         "plugsync.yaml",
         &format!(

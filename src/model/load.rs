@@ -141,6 +141,8 @@ pub(super) struct Context {
     prepared: BTreeMap<String, Prepared>,
     /// Schema results taken from `prepared`, waiting for `validate`.
     checked: BTreeMap<String, (SchemaKind, Vec<Diagnostic>)>,
+    /// Manifests typed by `prepare`, waiting for `manifest`.
+    typed_manifests: BTreeMap<String, PluginManifest>,
 }
 
 impl Context {
@@ -155,6 +157,9 @@ impl Context {
                 if let Some(checked) = p.checked {
                     self.checked.insert(path.to_string(), checked);
                 }
+                if let Some(manifest) = p.manifest {
+                    self.typed_manifests.insert(path.to_string(), manifest);
+                }
                 p.doc
             }
             None => Document::parse(path, bytes),
@@ -165,6 +170,18 @@ impl Context {
                 self.diagnostics.push(d);
                 None
             }
+        }
+    }
+
+    /// Whether `prepare` already found the document valid against `schema` (consumes that
+    /// result, as `validate` would).
+    fn schema_passed(&mut self, path: &str, schema: SchemaKind) -> bool {
+        match self.checked.get(path) {
+            Some((kind, errors)) if *kind == schema && errors.is_empty() => {
+                self.checked.remove(path);
+                true
+            }
+            _ => false,
         }
     }
 
@@ -459,15 +476,24 @@ impl Context {
         overlays: &BTreeMap<String, Located<Value>>,
     ) -> Option<Located<PluginManifest>> {
         self.record_id(path, &files[path])?;
-        let value = self.validate(path, SchemaKind::PluginManifest)?;
-        let value = match value.get("id").and_then(Value::as_str).and_then(|id| overlays.get(id)) {
-            Some(overlay) => {
-                self.overlay_of.insert(path.to_string(), (overlay.path.clone(), overlay.value.clone()));
-                merged(value.clone(), &overlay.value)
+        let overlay =
+            self.docs.get(path).and_then(|d| d.value.get("id")).and_then(Value::as_str).and_then(|id| overlays.get(id));
+        let pretyped = self.typed_manifests.remove(path).filter(|_| overlay.is_none());
+        let manifest: PluginManifest = match pretyped {
+            // Typed in parallel by `prepare`; its schema check passed there.
+            Some(manifest) if self.schema_passed(path, SchemaKind::PluginManifest) => manifest,
+            _ => {
+                let value = self.validate(path, SchemaKind::PluginManifest)?;
+                let value = match overlay {
+                    Some(overlay) => {
+                        self.overlay_of.insert(path.to_string(), (overlay.path.clone(), overlay.value.clone()));
+                        merged(value, &overlay.value)
+                    }
+                    None => value,
+                };
+                self.typed(path, value)?
             }
-            None => value,
         };
-        let manifest: PluginManifest = self.typed(path, value)?;
         self.foreign_keys(path, &manifest);
         if manifest.id != folder && manifest.id.replace('_', "-") != folder {
             self.diagnostics.push(

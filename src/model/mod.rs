@@ -94,15 +94,25 @@ impl fmt::Display for PolicySource {
 }
 
 /// The built-in policy for an environment (`policy/defaults/<env>.yaml`, embedded).
+/// Parsed once per process: every plugin without a policy of its own asks for one.
 pub fn default_policy(env: Environment) -> RolloutPolicy {
-    let text = match env {
-        Environment::Development => include_str!("../../policy/defaults/development.yaml"),
-        Environment::QA => include_str!("../../policy/defaults/qa.yaml"),
-        Environment::Staging => include_str!("../../policy/defaults/staging.yaml"),
-        Environment::Production => include_str!("../../policy/defaults/production.yaml"),
-    };
-    // Embedded and covered by tests; a broken default is a build defect.
-    serde_saphyr::from_str(text).expect("built-in default policy parses")
+    static DEFAULTS: std::sync::OnceLock<[RolloutPolicy; 4]> = std::sync::OnceLock::new();
+    let [development, qa, staging, production] = DEFAULTS.get_or_init(|| {
+        // Embedded and covered by tests; a broken default is a build defect.
+        let parse = |text: &str| serde_saphyr::from_str(text).expect("built-in default policy parses");
+        [
+            parse(include_str!("../../policy/defaults/development.yaml")),
+            parse(include_str!("../../policy/defaults/qa.yaml")),
+            parse(include_str!("../../policy/defaults/staging.yaml")),
+            parse(include_str!("../../policy/defaults/production.yaml")),
+        ]
+    });
+    match env {
+        Environment::Development => development.clone(),
+        Environment::QA => qa.clone(),
+        Environment::Staging => staging.clone(),
+        Environment::Production => production.clone(),
+    }
 }
 
 #[cfg(test)]

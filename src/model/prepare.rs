@@ -5,6 +5,8 @@ use super::diagnostic::Diagnostic;
 use super::document::{Document, Format};
 use super::load::{FileSet, CONFIG_NAMES, MANIFEST_NAMES};
 use super::schema::SchemaKind;
+use super::PluginManifest;
+use serde::Deserialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
 
@@ -12,6 +14,9 @@ use std::collections::BTreeMap;
 pub(super) struct Prepared {
     pub(super) doc: Result<Document, Diagnostic>,
     pub(super) checked: Option<(SchemaKind, Vec<Diagnostic>)>,
+    /// A schema-valid manifest already typed (the layout walk still decides whether it is
+    /// used as it is or with an environment overlay merged in).
+    pub(super) manifest: Option<PluginManifest>,
 }
 
 /// The schema a file's place in the layout implies.
@@ -48,7 +53,13 @@ pub(super) fn prepare(files: &FileSet) -> BTreeMap<String, Prepared> {
             doc
         });
         let checked = doc.as_ref().ok().map(|d| (*kind, kind.check(d)));
-        ((*path).clone(), Prepared { doc, checked })
+        let manifest = match (&doc, &checked) {
+            (Ok(d), Some((SchemaKind::PluginManifest, errors))) if errors.is_empty() => {
+                PluginManifest::deserialize(&d.value).ok()
+            }
+            _ => None,
+        };
+        ((*path).clone(), Prepared { doc, checked, manifest })
     };
     if threads < 2 || work.len() < 64 {
         return work.iter().map(one).collect();
