@@ -88,6 +88,8 @@ struct Daemon {
     statuses_from: Option<String>,
     /// The fleet as loaded at a revision.
     loaded: Option<(Option<Oid>, model::Loaded)>,
+    /// Parsed files of earlier revisions: a push that changes one file parses one file.
+    parse_cache: model::ParseCache,
 }
 
 /// Runs until `shutdown` resolves; the tick in flight finishes first.
@@ -185,6 +187,7 @@ pub async fn run(
         prune_hold: None,
         statuses_from: None,
         loaded: None,
+        parse_cache: model::ParseCache::default(),
         leader: leader.as_ref().map(|(flag, _, _)| flag.clone()),
         was_leader: false,
         healer: Default::default(),
@@ -349,7 +352,7 @@ impl Daemon {
         let loaded = match &self.loaded {
             Some((at, loaded)) if *at == tip && tip.is_some() => loaded.clone(),
             _ => {
-                let loaded = model::load(&self.files, self.config.environment);
+                let loaded = model::load_cached(&self.files, self.config.environment, &mut self.parse_cache);
                 self.loaded = Some((tip, loaded.clone()));
                 loaded
             }

@@ -70,6 +70,12 @@ impl Document {
         Ok(Document { path: path.to_string(), value, text: text.to_string(), positions: OnceLock::new() })
     }
 
+    /// Whether this document was parsed from `bytes` (a byte-order mark aside).
+    pub fn parsed_from(&self, bytes: &[u8]) -> bool {
+        let bytes = bytes.strip_prefix("\u{feff}".as_bytes()).unwrap_or(bytes);
+        self.text.as_bytes() == bytes
+    }
+
     /// Line and column of a JSON pointer (`/runtime/resources/memory`), or of its nearest
     /// ancestor that has one.
     pub fn locate(&self, pointer: &str) -> Option<(usize, usize)> {

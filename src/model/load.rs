@@ -7,7 +7,7 @@ use super::diagnostic::Diagnostic;
 use super::document::{field_path, Document, Format};
 use super::manifest::{PluginManifest, KNOWN_FOREIGN_KEYS};
 use super::policy::{Environment, RolloutPolicy};
-use super::prepare::{default_if_empty, prepare, Prepared};
+use super::prepare::{default_if_empty, prepare, ParseCache, Prepared};
 use super::schema::SchemaKind;
 use super::{FixedCanary, Fleet, Plugin, PolicySource};
 use serde::de::DeserializeOwned;
@@ -50,7 +50,17 @@ pub fn is_fleet_file(path: &str) -> bool {
 /// Loads a fleet. `environment` overrides the one in `plugsync.yaml` (picks overlays and
 /// default policies).
 pub fn load(files: &FileSet, environment: Option<Environment>) -> Loaded {
-    let mut cx = Context { prepared: prepare(files), ..Default::default() };
+    load_from(files, environment, None)
+}
+
+/// [`load`] for a caller that reads revision after revision (the daemon): files whose bytes
+/// did not change since the last call are not parsed and schema-checked again.
+pub fn load_cached(files: &FileSet, environment: Option<Environment>, cache: &mut ParseCache) -> Loaded {
+    load_from(files, environment, Some(cache))
+}
+
+fn load_from(files: &FileSet, environment: Option<Environment>, cache: Option<&mut ParseCache>) -> Loaded {
+    let mut cx = Context { prepared: prepare(files, cache), ..Default::default() };
     let mut config = cx.config(files);
     if environment.is_some() {
         config.environment = environment;

@@ -18,9 +18,10 @@ pub use check::cycles;
 pub use config::{BackendKind, FleetConfig, Healing};
 pub use diagnostic::{Diagnostic, Severity};
 pub use duration::Span;
-pub use load::{load, FileSet, Loaded};
+pub use load::{load, load_cached, FileSet, Loaded};
 pub use manifest::{DriftMode, PluginManifest, Resources, SecretSource};
 pub use policy::{Environment, RolloutPolicy, Strategy};
+pub use prepare::ParseCache;
 pub use quantity::{Cpu, Memory};
 pub use schema::SchemaKind;
 
