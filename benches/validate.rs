@@ -1,10 +1,11 @@
 //! How long `plugsync::model::load` takes for a large fleet: 1,000 and 10,000 plugins generated
 //! in memory (JSON and YAML manifests with resources, env, config, dependsOn chains to earlier
 //! plugins, named policies, rollouts/ bindings for every strategy, BotMatrix versioned folders
-//! and environment overlays). `cargo bench --bench validate`.
+//! and environment overlays), and the daemon's case of one changed file with the previous
+//! revision in the parse cache. `cargo bench --bench validate`.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput};
-use plugsync::model::{load, FileSet};
+use plugsync::model::{load, load_cached, FileSet, ParseCache};
 use std::hint::black_box;
 use std::time::Duration;
 
@@ -233,6 +234,23 @@ fn bench_load(c: &mut Criterion) {
         group.measurement_time(Duration::from_secs(if n > 1_000 { 20 } else { 4 }));
         group.bench_with_input(BenchmarkId::new("plugins", n), &files, |b, files| {
             b.iter(|| load(black_box(files), None))
+        });
+        // The daemon's case: the previous revision's files are in the parse cache and one
+        // manifest changed (its version alternates, so every iteration sees a change).
+        let mut cache = ParseCache::default();
+        let _ = load_cached(&files, None, &mut cache);
+        let (path, original) = files.iter().find(|(p, _)| p.ends_with("/plugin.yaml")).expect("a YAML manifest");
+        let (path, original) = (path.clone(), String::from_utf8(original.clone()).expect("utf-8"));
+        let line = original.lines().find(|l| l.starts_with("version: ")).expect("a version line").to_string();
+        let bumped = original.replacen(&line, "version: 9.9.9", 1).into_bytes();
+        let mut files = files.clone();
+        let mut flip = false;
+        group.bench_function(BenchmarkId::new("plugins-one-file-changed-cached", n), |b| {
+            b.iter(|| {
+                flip = !flip;
+                files.insert(path.clone(), if flip { bumped.clone() } else { original.clone().into_bytes() });
+                load_cached(black_box(&files), None, &mut cache)
+            })
         });
     }
     group.finish();
