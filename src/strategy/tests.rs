@@ -33,26 +33,29 @@ fn target(version: &str, replicas: u32) -> SlotTarget {
 
 /// `n` instances of `version`: ready and serving as told.
 fn instances(version: &str, n: usize, ready: bool, serving: bool, tag: &str) -> Vec<Instance> {
+    (0..n).map(|i| inst(version, Slot::Stable, ready, serving, &format!("{tag}{i}"))).collect()
+}
+
+/// One running instance of `version` in `slot`.
+pub(super) fn inst(version: &str, slot: Slot, ready: bool, serving: bool, id: &str) -> Instance {
     let s = spec(version);
-    (0..n)
-        .map(|i| Instance {
-            id: format!("{tag}{i}"),
-            name: format!("{tag}{i}"),
-            plugin: "p".into(),
-            slot: Slot::Stable,
-            version: version.into(),
-            spec_hash: s.hash(),
-            spec: Some(s.clone()),
-            revision: "r".into(),
-            state: RunState::Running,
-            serving,
-            address: None,
-            ready: Some(ready),
-            oom_killed: false,
-            restart_count: 0,
-            runtime: None,
-        })
-        .collect()
+    Instance {
+        id: id.into(),
+        name: id.into(),
+        plugin: "p".into(),
+        slot,
+        version: version.into(),
+        spec_hash: s.hash(),
+        spec: Some(s),
+        revision: "r".into(),
+        state: RunState::Running,
+        serving,
+        address: None,
+        ready: Some(ready),
+        oom_killed: false,
+        restart_count: 0,
+        runtime: None,
+    }
 }
 
 fn rolling(batch: BatchSize, parallel: u32, wait_secs: u64) -> Rolling {

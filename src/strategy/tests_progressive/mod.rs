@@ -22,7 +22,7 @@ const EPS: f64 = 1e-9;
 // ---------------------------------------------------------------------------------------
 // Helpers (extending tests.rs with slots, evidence and controls).
 
-use super::tests::spec;
+use super::tests::{inst, spec};
 
 fn hash(version: &str) -> String {
     spec(version).hash()
@@ -35,28 +35,6 @@ fn target(version: &str, replicas: u32) -> SlotTarget {
 
 fn previous(version: &str, replicas: u32) -> Previous {
     Previous { spec: spec(version), hash: hash(version), replicas }
-}
-
-/// One running instance of `version` in `slot`.
-fn inst(version: &str, slot: Slot, ready: bool, serving: bool, id: &str) -> Instance {
-    let s = spec(version);
-    Instance {
-        id: id.into(),
-        name: id.into(),
-        plugin: "p".into(),
-        slot,
-        version: version.into(),
-        spec_hash: s.hash(),
-        spec: Some(s),
-        revision: "r".into(),
-        state: RunState::Running,
-        serving,
-        address: None,
-        ready: Some(ready),
-        oom_killed: false,
-        restart_count: 0,
-        runtime: None,
-    }
 }
 
 /// `n` instances `{tag}0..{tag}{n-1}`.
