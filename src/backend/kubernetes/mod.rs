@@ -284,19 +284,8 @@ impl KubernetesBackend {
     /// ReplicaSet that has not seen the zero yet would replace the pod plugsync deletes.
     async fn remove_last_pod(&self, deployment: &str, pod: &str) -> Result<(), BackendError> {
         self.scale(deployment, -1, 0, false).await?;
-        let deadline = std::time::Instant::now() + RELEASE_WAIT;
-        loop {
-            let leaving = match self.api::<Pod>().get_opt(pod).await {
-                Ok(Some(p)) => p.metadata.deletion_timestamp.is_some(),
-                Ok(None) => true,
-                Err(e) => return Err(self.refused("read", format!("pod {pod}"), e)),
-            };
-            // Past the deadline (no controller-manager?) plugsync deletes both itself.
-            if leaving || std::time::Instant::now() > deadline {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        // Past the deadline (no controller-manager?) plugsync deletes both itself.
+        self.wait_for_pod(pod, |p| p.metadata.deletion_timestamp.is_some()).await?;
         self.adjust(deployment, 0, 0).await?;
         self.delete_pod(pod).await
     }
@@ -311,24 +300,31 @@ impl KubernetesBackend {
     }
 
     async fn wait_released(&self, pod: &str) -> Result<(), BackendError> {
+        let released = |p: &Pod| !p.metadata.owner_references.iter().flatten().any(|o| o.kind == "ReplicaSet");
+        if self.wait_for_pod(pod, released).await? {
+            return Ok(());
+        }
+        Err(BackendError::Refused {
+            engine: ENGINE,
+            action: "release",
+            subject: format!("pod {pod}"),
+            detail: format!(
+                "its ReplicaSet did not release it within {RELEASE_WAIT:?} (is the controller-manager running?)"
+            ),
+        })
+    }
+
+    /// Polls `pod` until `done` holds for it or it is gone: false when [`RELEASE_WAIT`] ran out.
+    async fn wait_for_pod(&self, pod: &str, done: impl Fn(&Pod) -> bool) -> Result<bool, BackendError> {
         let deadline = std::time::Instant::now() + RELEASE_WAIT;
         loop {
-            let current = match self.api::<Pod>().get_opt(pod).await {
-                Ok(Some(p)) => p,
-                Ok(None) => return Ok(()),
+            match self.api::<Pod>().get_opt(pod).await {
+                Ok(Some(p)) if !done(&p) => {}
+                Ok(_) => return Ok(true),
                 Err(e) => return Err(self.refused("read", format!("pod {pod}"), e)),
-            };
-            let owned = current.metadata.owner_references.unwrap_or_default().iter().any(|o| o.kind == "ReplicaSet");
-            if !owned {
-                return Ok(());
             }
             if std::time::Instant::now() > deadline {
-                return Err(BackendError::Refused {
-                    engine: ENGINE,
-                    action: "release",
-                    subject: format!("pod {pod}"),
-                    detail: format!("its ReplicaSet did not release it within {RELEASE_WAIT:?} (is the controller-manager running?)"),
-                });
+                return Ok(false);
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
