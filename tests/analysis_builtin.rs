@@ -8,6 +8,7 @@ mod support;
 use plugsync::analysis::builtin::{scrape, Window};
 use plugsync::analysis::{evaluate, summary, AnalysisError, Verdict, DEFAULT_MIN_SAMPLES};
 use plugsync::model::policy::Thresholds;
+use plugsync::model::Rate;
 use plugsync::plan::Slot;
 use std::time::Instant;
 use support::{docker, prepare, send, Echo};
@@ -16,7 +17,7 @@ const PORT: u16 = 8080;
 const METRICS: &str = "/metrics";
 
 fn max_error_rate(pct: f64) -> Thresholds {
-    Thresholds { max_error_rate: Some(pct), ..Default::default() }
+    Thresholds { max_error_rate: Rate::parse_percent(&format!("{pct}%")).ok(), ..Default::default() }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,6 +7,7 @@ mod support;
 
 use plugsync::analysis::{evaluate, summary, AnalysisError, PrometheusProvider, Verdict, DEFAULT_MIN_SAMPLES};
 use plugsync::model::policy::Thresholds;
+use plugsync::model::Rate;
 use plugsync::plan::Slot;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -18,7 +19,7 @@ use support::{docker, prepare, Echo};
 
 const PROMETHEUS: &str = "/usr/bin/prometheus";
 const ERROR_RATE_QUERY: &str =
-    r#"sum(rate(http_requests_total{code=~"5.."}[30s])) / sum(rate(http_requests_total[30s])) * 100"#;
+    r#"sum(rate(http_requests_total{code=~"5.."}[30s])) / sum(rate(http_requests_total[30s]))"#;
 
 /// A Prometheus server run by this test, killed on drop.
 struct Prometheus {
@@ -167,7 +168,7 @@ async fn provider_reads_error_rate_from_a_real_prometheus() {
 
     let error_rate = provider.query(&client, "errorRate", &vars).await.expect("query errorRate").expect("a value");
     eprintln!("errorRate from Prometheus: {error_rate}");
-    assert!((error_rate - 30.0).abs() <= 5.0, "error rate {error_rate} not ≈ 30 %");
+    assert!((error_rate - 0.30).abs() <= 0.05, "error rate {error_rate} not ≈ 0.30");
 
     // The slot's metrics through the named queries, with placeholders.
     let filter = r#"plugin="{{plugin}}",slot="{{slot}}",path!~"health|metrics""#;
@@ -176,7 +177,7 @@ async fn provider_reads_error_rate_from_a_real_prometheus() {
         BTreeMap::from([
             (
                 "errorRate".to_string(),
-                format!(r#"sum(rate(http_requests_total{{{filter},code=~"5.."}}[30s])) / sum(rate(http_requests_total{{{filter}}}[30s])) * 100"#),
+                format!(r#"sum(rate(http_requests_total{{{filter},code=~"5.."}}[30s])) / sum(rate(http_requests_total{{{filter}}}[30s]))"#),
             ),
             (
                 "latency".to_string(),
@@ -194,7 +195,7 @@ async fn provider_reads_error_rate_from_a_real_prometheus() {
     assert!(m.requests_counted && m.requests >= 100.0, "{m:?}");
     assert!(m.throughput.is_some_and(|t| t > 1.0), "{m:?}");
     assert!(m.p99_ms.is_some_and(|p| p > 0.0 && p <= 5.0), "echo answers within 5 ms: {m:?}");
-    match evaluate(&m, &Thresholds { max_error_rate: Some(1.0), ..Default::default() }, DEFAULT_MIN_SAMPLES) {
+    match evaluate(&m, &Thresholds { max_error_rate: Rate::from_fraction(0.01).ok(), ..Default::default() }, DEFAULT_MIN_SAMPLES) {
         Verdict::Fail { reason } => assert!(reason.starts_with("error rate "), "{reason}"),
         other => panic!("must fail: {other}"),
     }

@@ -33,7 +33,7 @@ fn canary(steps: &str, max_error_rate: f64) -> String {
 fn blue_green(smoke: &str, keep: bool) -> String {
     format!(
         "{{strategy: BlueGreen, blueGreenConfig: {{warmupPeriod: 1s, switchoverType: Instant, monitoringPeriod: 2s, \
-         keepPreviousEnvironment: {keep}, smokeTests: {smoke}, thresholds: {{maxErrorRate: 5}}}}, \
+         keepPreviousEnvironment: {keep}, smokeTests: {smoke}, thresholds: {{maxErrorRate: 0.05}}}}, \
          rollingConfig: {{healthCheckTimeout: 30s}}, analysis: {{minSamples: 10}}}}"
     )
 }
@@ -104,7 +104,7 @@ async fn setup(
 /// `web-stable` during the step; the rollout converges to 1.1.0 everywhere.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn canary_runs_in_its_own_deployment_and_promotes() {
-    let web = PluginDef::new("web", V1).replicas(3).rollout(&canary("[10, 100]", 5.0));
+    let web = PluginDef::new("web", V1).replicas(3).rollout(&canary("[10, 100]", 0.05));
     let Some((cluster, fleet, backend)) = setup("kcan", &web).await else { return };
     let client = EndpointsClient::start(&cluster, "web", 8080, Duration::from_millis(20));
     fleet.plugin(&web.clone().version(V2));
@@ -137,7 +137,7 @@ async fn canary_runs_in_its_own_deployment_and_promotes() {
 /// 1.0.0 pods remain and the canary Deployment is gone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failing_canary_is_rolled_back() {
-    let web = PluginDef::new("web", V1).replicas(2).rollout(&canary("[50, 100]", 5.0));
+    let web = PluginDef::new("web", V1).replicas(2).rollout(&canary("[50, 100]", 0.05));
     let Some((cluster, fleet, backend)) = setup("kcanbad", &web).await else { return };
     let _client = EndpointsClient::start(&cluster, "web", 8080, Duration::from_millis(20));
     fleet.plugin(&web.clone().version(V2).env("ERROR_RATE", "0.5"));

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 const AB: &str =
     "{strategy: ABTesting, abConfig: {trafficSplit: {A: 50, B: 50}, testDuration: 3s, decisionMetrics: [latency], \
-                  autoPromote: true, winnerThreshold: 10}, analysis: {minSamples: 10}}";
+                  autoPromote: true, winnerThreshold: 0.1}, analysis: {minSamples: 10}}";
 
 /// 7. A slower B (LATENCY_MS=100) loses: A stays, status says "A won", no retry.
 #[test]

@@ -46,7 +46,7 @@ struct FailingCanary {
 
 async fn failing_canary(tag: &str) -> FailingCanary {
     let period = 4.0;
-    let web = PluginDef::new("web", V1).rollout(&canary("[25, 50, 100]", "4s", true, 2, 5.0));
+    let web = PluginDef::new("web", V1).rollout(&canary("[25, 50, 100]", "4s", true, 2, 0.05));
     let (docker, fleet, backend, client) = setup(tag, &web).await;
     fleet.plugin(&web.clone().version(V2).env("ERROR_RATE", "0.3"));
     let story = Story::new(&fleet.name);
@@ -132,7 +132,7 @@ async fn failing_canary_never_exceeds_its_step_weight_even_while_rolling_back() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn healthy_canary_walks_every_step_to_full_promotion() {
     let t0 = Instant::now();
-    let web = PluginDef::new("web", V1).rollout(&canary("[25, 50, 100]", "2s", true, 2, 5.0));
+    let web = PluginDef::new("web", V1).rollout(&canary("[25, 50, 100]", "2s", true, 2, 0.05));
     let (docker, fleet, backend, client) = setup("pcwalk", &web).await;
     fleet.plugin(&web.clone().version(V2));
     let story = Story::new(&fleet.name);
@@ -215,7 +215,7 @@ async fn healthy_canary_walks_every_step_to_full_promotion() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn canary_share_holds_while_the_stable_surge_warms_up() {
     let t0 = Instant::now();
-    let web = PluginDef::new("web", V1).env("READY_DELAY_MS", "2000").rollout(&canary("[25, 100]", "2s", true, 2, 5.0));
+    let web = PluginDef::new("web", V1).env("READY_DELAY_MS", "2000").rollout(&canary("[25, 100]", "2s", true, 2, 0.05));
     let (_docker, fleet, backend, _client) = setup("pcsurge", &web).await;
     let mut next = web.clone().version(V2);
     next.env.retain(|(k, _)| k != "READY_DELAY_MS");
@@ -244,7 +244,7 @@ async fn never_ready_canary_with_a_surge_is_rolled_back_not_failed() {
     let t0 = Instant::now();
     let policy =
         "{strategy: Canary, canaryConfig: {steps: [25, 100], evaluationPeriod: 2s, autoRollback: true, maxSurge: 2, \
-                  thresholds: {maxErrorRate: 5}}, rollingConfig: {healthCheckTimeout: 4s}, analysis: {minSamples: 10}}";
+                  thresholds: {maxErrorRate: 0.05}}, rollingConfig: {healthCheckTimeout: 4s}, analysis: {minSamples: 10}}";
     let web = PluginDef::new("web", V1).rollout(policy);
     let (_docker, fleet, backend, _client) = setup("pcnever", &web).await;
     fleet.plugin(&web.clone().version(V2).env("NEVER_READY", "1"));
@@ -269,7 +269,7 @@ async fn never_ready_canary_with_a_surge_is_rolled_back_not_failed() {
 /// until the status branch shows the rollout paused, checks the canary holds its step over
 /// three more passes. Returns the rig and the bad definition.
 fn paused_canary(tag: &str) -> (Rig, PluginDef) {
-    let web = PluginDef::new("web", V1).rollout(&canary("[25, 50, 100]", "3s", false, 2, 5.0));
+    let web = PluginDef::new("web", V1).rollout(&canary("[25, 50, 100]", "3s", false, 2, 0.05));
     let rig = Rig::start(tag, &web);
     let bad = web.clone().version(V2).env("ERROR_RATE", "0.3");
     let pushed = Instant::now();

@@ -342,7 +342,7 @@ const TIMEOUT: &str = "rollingConfig: {healthCheckTimeout: 10s}";
 fn canary_survives_sigkill_at_every_point() {
     let policy = format!(
         "{{strategy: Canary, canaryConfig: {{steps: [25, 50, 100], evaluationPeriod: 2s, autoRollback: true, maxSurge: 2, \
-         thresholds: {{maxErrorRate: 5}}}}, {TIMEOUT}, analysis: {{minSamples: 10}}}}"
+         thresholds: {{maxErrorRate: 0.05}}}}, {TIMEOUT}, analysis: {{minSamples: 10}}}}"
     );
     crash_matrix("pxcanary", PluginDef::new("web", V1).rollout(&policy));
 }
@@ -352,7 +352,7 @@ fn canary_survives_sigkill_at_every_point() {
 fn blue_green_survives_sigkill_at_every_point() {
     let policy = format!(
         "{{strategy: BlueGreen, blueGreenConfig: {{warmupPeriod: 1s, switchoverType: Instant, monitoringPeriod: 2s, \
-         keepPreviousEnvironment: false, smokeTests: [/health/ready], thresholds: {{maxErrorRate: 5}}}}, {TIMEOUT}, analysis: {{minSamples: 10}}}}"
+         keepPreviousEnvironment: false, smokeTests: [/health/ready], thresholds: {{maxErrorRate: 0.05}}}}, {TIMEOUT}, analysis: {{minSamples: 10}}}}"
     );
     crash_matrix("pxbg", PluginDef::new("web", V1).rollout(&policy));
 }
@@ -368,7 +368,7 @@ async fn instance_left_off_the_network_by_a_crash_is_repaired() {
     let t0 = Instant::now();
     let policy = format!(
         "{{strategy: Canary, canaryConfig: {{steps: [50, 100], evaluationPeriod: 2s, autoRollback: true, \
-         thresholds: {{maxErrorRate: 5}}}}, {TIMEOUT}, analysis: {{minSamples: 10}}}}"
+         thresholds: {{maxErrorRate: 0.05}}}}, {TIMEOUT}, analysis: {{minSamples: 10}}}}"
     );
     let web = PluginDef::new("web", V1).rollout(&policy);
     let (docker, fleet, backend, _client) = setup("pxoffnet", &web).await;

@@ -147,12 +147,12 @@ async fn prometheus_verdict_rolls_back_a_bad_canary() {
     let prometheus = Prometheus::start().await;
     let sel = r#"plugin="{{plugin}}",slot="{{slot}}",path="root""#;
     let error_rate = format!(
-        r#"100 * sum(rate(http_requests_total{{{sel},code=~"5.."}}[5s])) / sum(rate(http_requests_total{{{sel}}}[5s]))"#
+        r#"sum(rate(http_requests_total{{{sel},code=~"5.."}}[5s])) / sum(rate(http_requests_total{{{sel}}}[5s]))"#
     );
     let requests = format!(r#"sum(increase(http_requests_total{{{sel}}}[10s]))"#);
     let policy = format!(
         "{{strategy: Canary, canaryConfig: {{steps: [25, 50, 100], evaluationPeriod: 4s, autoRollback: true, maxSurge: 2, \
-         thresholds: {{maxErrorRate: 5}}}}, analysis: {{builtin: false, minSamples: 10, prometheus: {{url: '{}', \
+         thresholds: {{maxErrorRate: 0.05}}}}, analysis: {{builtin: false, minSamples: 10, prometheus: {{url: '{}', \
          queries: {{errorRate: '{error_rate}', requests: '{requests}'}}}}}}}}",
         prometheus.url
     );

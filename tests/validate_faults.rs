@@ -81,7 +81,7 @@ canaryConfig:
   initialPercentage: 25
   incrementPercentage: 25
   evaluationPeriod: 1m
-  thresholds: { maxErrorRate: 1, maxLatencyP99Ms: 500, minSuccessRate: 99 }
+  thresholds: { maxErrorRate: 0.01, maxLatencyP99Ms: 500, minSuccessRate: 0.99 }
 "#,
     ),
     (

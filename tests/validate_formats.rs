@@ -7,7 +7,7 @@
 mod support;
 
 use plugsync::model::policy::BatchSize;
-use plugsync::model::{self, Cpu, Memory, Strategy};
+use plugsync::model::{self, Cpu, Memory, Rate, Strategy};
 use std::time::Duration;
 use support::{list, plugins, plugsync, pretty, repo_root, TempFleet};
 
@@ -215,7 +215,7 @@ rollingConfig:
     "incrementPercentage": 20,
     "evaluationPeriod": "PT5M",
     "autoRollback": true,
-    "thresholds": { "maxErrorRate": 5, "maxLatencyP99Ms": 1000, "minSuccessRate": 95 }
+    "thresholds": { "maxErrorRate": 0.05, "maxLatencyP99Ms": 1000, "minSuccessRate": 0.95 }
   }
 }"#,
     ),
@@ -230,9 +230,9 @@ canaryConfig:
   evaluationPeriod: 5m
   autoRollback: false
   thresholds:
-    maxErrorRate: 1
+    maxErrorRate: 1%
     maxLatencyP99Ms: 250.5
-    minSuccessRate: 99.5
+    minSuccessRate: "99.5 %"
 "#,
     ),
     (
@@ -279,7 +279,7 @@ blueGreenConfig:
     "testDuration": "PT24H",
     "decisionMetrics": ["latency", "errorRate", "successRate", "throughput"],
     "autoPromote": false,
-    "winnerThreshold": 5
+    "winnerThreshold": 0.05
   }
 }"#,
     ),
@@ -296,7 +296,7 @@ abConfig:
   testDuration: P1DT2H
   decisionMetrics: [latency, conversionRate]
   autoPromote: true
-  winnerThreshold: 2.5
+  winnerThreshold: 2.5%
 analysis:
   builtin: true
   interval: PT0.5S
@@ -443,14 +443,16 @@ fn bindings_are_read_as_written() {
     assert_eq!(c.step_percentages(), vec![10.0, 30.0, 50.0, 70.0, 90.0, 100.0]);
     assert_eq!(c.evaluation_period, secs(300));
     assert!(c.auto_rollback);
-    assert_eq!(c.thresholds.max_error_rate, Some(5.0));
+    assert_eq!(c.thresholds.max_error_rate.map(Rate::fraction), Some(0.05));
     assert_eq!(c.thresholds.max_latency_p99_ms, Some(1000.0));
-    assert_eq!(c.thresholds.min_success_rate, Some(95.0));
+    assert_eq!(c.thresholds.min_success_rate.map(Rate::fraction), Some(0.95));
     let c = policy("canary-yaml").canary_config.clone().expect("canaryConfig");
     assert_eq!(c.step_percentages(), vec![10.0, 30.0, 50.0, 100.0]);
     assert_eq!(c.evaluation_period, secs(300));
     assert!(!c.auto_rollback, "autoRollback: false = pause for a person");
     assert_eq!(c.thresholds.max_latency_p99_ms, Some(250.5));
+    assert_eq!(c.thresholds.max_error_rate.map(Rate::fraction), Some(0.01), "\"1%\" is a percentage string");
+    assert!(c.thresholds.min_success_rate.is_some_and(|r| (r.fraction() - 0.995).abs() < 1e-12));
 
     let b = policy("bluegreen-json").blue_green_config.clone().expect("blueGreenConfig");
     assert_eq!((b.warmup_period, b.monitoring_period), (secs(60), secs(600)));
@@ -465,6 +467,7 @@ fn bindings_are_read_as_written() {
     assert_eq!((a.traffic_split.a, a.traffic_split.b), (50.0, 50.0));
     assert_eq!(a.test_duration, secs(86_400));
     assert_eq!(a.decision_metrics, ["latency", "errorRate", "successRate", "throughput"]);
+    assert_eq!(a.winner_threshold.fraction(), 0.05, "HotSwap's winnerThreshold 0.05 is 5 %");
     let ab_yaml = policy("ab-yaml");
     let a = ab_yaml.ab_config.clone().expect("abConfig");
     assert_eq!((a.traffic_split.a, a.traffic_split.b), (90.0, 10.0));
@@ -563,4 +566,38 @@ fn schema_command_prints_each_schema_with_its_id() {
         let on_disk = std::fs::read(repo_root().join(format!("policy/{name}.schema.json"))).expect("policy file");
         assert_eq!(out.stdout, on_disk, "{name}: printed schema differs from policy/");
     }
+}
+
+/// Issue 10, defect 1: one rule for rates. `maxErrorRate: 5` could mean 5 % or 500 %: an error
+/// naming both readings, at the field's line; `"5%"` and `0.05` both mean 5 %.
+#[test]
+fn defect_1_a_rate_above_one_is_an_error_naming_both_readings() {
+    let fleet = TempFleet::with(&[
+        ("plugins/crm/plugin.yaml", &manifest("crm", "1.1.0")),
+        (
+            "rollouts/crm.json",
+            "{\n  \"pluginId\": \"crm\",\n  \"version\": \"1.1.0\",\n  \"strategy\": \"Canary\",\n  \"canaryConfig\": {\n    \
+             \"thresholds\": { \"maxErrorRate\": 5, \"minSuccessRate\": \"95%\" }\n  }\n}\n",
+        ),
+    ]);
+    let (code, report) = fleet.validate_json();
+    assert_eq!(code, 1, "{}", pretty(&report));
+    let errors = list(&report, "errors");
+    assert_eq!(errors.len(), 1, "only the bare 5 is wrong: {}", pretty(&report));
+    let e = &errors[0];
+    assert_eq!(e["file"], "rollouts/crm.json", "{}", pretty(e));
+    assert_eq!(e["line"], 6, "{}", pretty(e));
+    assert_eq!(e["field"], "canaryConfig.thresholds.maxErrorRate", "{}", pretty(e));
+    let expected = e["expected"].as_str().unwrap_or_default();
+    for reading in ["0.05", "\"5%\"", "500 %"] {
+        assert!(expected.contains(reading), "expected names {reading}: {expected}");
+    }
+
+    fleet.write(
+        "rollouts/crm.json",
+        r#"{ "pluginId": "crm", "version": "1.1.0", "strategy": "Canary",
+  "canaryConfig": { "thresholds": { "maxErrorRate": 0.05, "minSuccessRate": "95%" } } }"#,
+    );
+    let report = assert_valid(&fleet);
+    assert!(list(&report, "warnings").is_empty(), "{}", pretty(&report));
 }

@@ -91,7 +91,7 @@ rollout:
   canaryConfig:
     steps: [10, 30, 50, 100]
     evaluationPeriod: PT2M
-    thresholds: { maxErrorRate: 1, maxLatencyP99Ms: 500 }
+    thresholds: { maxErrorRate: 0.01, maxLatencyP99Ms: 500 }
 "#;
 
 const MANIFEST_JSON: &str = r#"{

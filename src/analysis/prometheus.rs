@@ -1,7 +1,8 @@
 //! Metrics from a Prometheus server: instant queries (`GET /api/v1/query`).
 //!
 //! A policy's `analysis.prometheus.queries` maps a metric name to PromQL. The names the
-//! analysis knows are `errorRate` and `successRate` (percent), `latency` (p99 in ms),
+//! analysis knows are `errorRate` and `successRate` (fractions from 0 to 1, like every rate
+//! in the fleet format), `latency` (p99 in ms),
 //! `throughput` (requests per second) and `requests` (requests in the evaluation window,
 //! which lets the minimum-sample check apply); any other name is a custom metric for A/B
 //! decisions. The PromQL may contain the placeholders `{{plugin}}`, `{{slot}}` and
@@ -10,7 +11,7 @@
 //!
 //! ```text
 //! errorRate: sum(rate(http_requests_total{plugin="{{plugin}}",slot="{{slot}}",code=~"5.."}[1m]))
-//!          / sum(rate(http_requests_total{plugin="{{plugin}}",slot="{{slot}}"}[1m])) * 100
+//!          / sum(rate(http_requests_total{plugin="{{plugin}}",slot="{{slot}}"}[1m]))
 //! ```
 //!
 //! An empty result or NaN (no traffic: 0/0) is `None`, never 0.
@@ -121,8 +122,9 @@ impl PrometheusProvider {
                 }
             }
         };
-        let error_rate = get("errorRate").await?;
-        let success_rate = get("successRate").await?;
+        // The queries answer fractions, like every rate in the fleet format; metrics are percent.
+        let error_rate = get("errorRate").await?.map(|f| f * 100.0);
+        let success_rate = get("successRate").await?.map(|f| f * 100.0);
         m.p99_ms = get("latency").await?;
         m.throughput = get("throughput").await?;
         let requests = get("requests").await?;

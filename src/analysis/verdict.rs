@@ -1,9 +1,11 @@
 //! Threshold evaluation (canary, blue-green) and A/B decisions. Pure.
 //!
-//! Rates are percent (1 = 1 %), latency in milliseconds.
+//! Measured rates are percent (1 = 1 %), latency in milliseconds; configured rates are
+//! [`Rate`]s, compared in percent.
 
 use super::counters::SlotMetrics;
 use crate::model::policy::Thresholds;
+use crate::model::Rate;
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -146,7 +148,7 @@ pub fn evaluate(m: &SlotMetrics, t: &Thresholds, min_samples: u64) -> Verdict {
     }
     let mut broken = Vec::new();
     let mut unknown = Vec::new();
-    if let Some(max) = t.max_error_rate {
+    if let Some(max) = t.max_error_rate.map(Rate::percent) {
         match m.error_rate {
             Some(v) if v > max => broken.push(format!("error rate {} % > {} %", num(v), num(max))),
             Some(_) => {}
@@ -160,7 +162,7 @@ pub fn evaluate(m: &SlotMetrics, t: &Thresholds, min_samples: u64) -> Verdict {
             None => unknown.push("p99 latency"),
         }
     }
-    if let Some(min) = t.min_success_rate {
+    if let Some(min) = t.min_success_rate.map(Rate::percent) {
         match m.success_rate {
             Some(v) if v < min => broken.push(format!("success rate {} % < {} %", num(v), num(min))),
             Some(_) => {}
@@ -360,8 +362,10 @@ mod tests {
         }
     }
 
+    /// Thresholds with rates given in percent, as the table reads best.
     fn th(err: Option<f64>, p99: Option<f64>, success: Option<f64>) -> Thresholds {
-        Thresholds { max_error_rate: err, max_latency_p99_ms: p99, min_success_rate: success }
+        let rate = |pct: Option<f64>| pct.map(|p| Rate::from_fraction(p / 100.0).expect("a test rate"));
+        Thresholds { max_error_rate: rate(err), max_latency_p99_ms: p99, min_success_rate: rate(success) }
     }
 
     #[test]

@@ -252,32 +252,7 @@ fn policy_shape(cx: &mut Context, path: &str, prefix: &str, policy: &RolloutPoli
             }
         }
     }
-    for (config, thresholds) in [
-        ("canaryConfig", policy.canary_config.as_ref().map(|c| &c.thresholds)),
-        ("blueGreenConfig", policy.blue_green_config.as_ref().map(|c| &c.thresholds)),
-    ] {
-        if let Some(rate) = thresholds.and_then(|t| t.min_success_rate).filter(|r| *r > 0.0 && *r < 1.0) {
-            found.push(
-                cx.doc_diag("percent-not-fraction", path, &at(&format!("{config}/thresholds/minSuccessRate")))
-                    .found(format!("{rate}, which reads as {rate} % (a fraction?)"))
-                    .expected(format!("a percentage: {} for {rate} as a fraction", rate * 100.0))
-                    .as_warning(),
-            );
-        }
-    }
     if let Some(ab) = &policy.ab_config {
-        if ab.winner_threshold > 0.0 && ab.winner_threshold < 1.0 {
-            found.push(
-                cx.doc_diag("percent-not-fraction", path, &at("abConfig/winnerThreshold"))
-                    .found(format!("{}, which reads as {} % (a fraction?)", ab.winner_threshold, ab.winner_threshold))
-                    .expected(format!(
-                        "a percentage: {} for {} as a fraction",
-                        ab.winner_threshold * 100.0,
-                        ab.winner_threshold
-                    ))
-                    .as_warning(),
-            );
-        }
         let sum = ab.traffic_split.a + ab.traffic_split.b;
         if (sum - 100.0).abs() > 1e-9 {
             found.push(

@@ -11,6 +11,7 @@ pub mod manifest;
 pub mod policy;
 mod prepare;
 pub mod quantity;
+pub mod rate;
 pub mod schema;
 pub mod windows;
 
@@ -23,6 +24,7 @@ pub use manifest::{DriftMode, PluginManifest, Resources, SecretSource};
 pub use policy::{Environment, RolloutPolicy, Strategy};
 pub use prepare::ParseCache;
 pub use quantity::{Cpu, Memory};
+pub use rate::Rate;
 pub use schema::SchemaKind;
 
 use serde::Serialize;

@@ -1,6 +1,7 @@
 //! Rollout policies: named (`policies/<name>`), bound (`rollouts/<id>`, HotSwap shape) or inline.
 
 use super::duration::Span;
+use super::rate::Rate;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -162,14 +163,14 @@ fn one() -> u32 {
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Thresholds {
-    /// Percent of requests answering 5xx or failing.
+    /// Share of requests answering 5xx or failing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_error_rate: Option<f64>,
+    pub max_error_rate: Option<Rate>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_latency_p99_ms: Option<f64>,
-    /// Percent of successful requests.
+    /// Share of successful requests.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub min_success_rate: Option<f64>,
+    pub min_success_rate: Option<Rate>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -264,9 +265,9 @@ pub struct AbConfig {
     pub decision_metrics: Vec<String>,
     #[serde(default)]
     pub auto_promote: bool,
-    /// Minimum relative difference, in percent, for a metric to count.
+    /// Minimum relative difference for a metric to count (0.05: B at least 5 % better).
     #[serde(default)]
-    pub winner_threshold: f64,
+    pub winner_threshold: Rate,
 }
 
 fn even_split() -> TrafficSplit {

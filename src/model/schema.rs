@@ -156,8 +156,11 @@ fn describe(
         ValidationErrorKind::MinItems { limit } => here.found(found).expected(format!("at least {limit} item(s)")),
         ValidationErrorKind::UniqueItems => here.found(found).expected("items without repeats"),
         _ => {
-            let expected =
-                expected_for(pointer).map(str::to_string).unwrap_or_else(|| generic_expected(message, &found));
+            let expected = if is_rate_field(pointer) {
+                super::rate::expected_instead_of(found.parse().unwrap_or(f64::NAN))
+            } else {
+                expected_for(pointer).map(str::to_string).unwrap_or_else(|| generic_expected(message, &found))
+            };
             here.found(found).expected(expected)
         }
     }
@@ -175,6 +178,10 @@ fn scope(pointer: &str) -> String {
 fn generic_expected(message: &str, found: &str) -> String {
     // jsonschema's message starts with the instance; keep only what it says about it.
     message.strip_prefix(found).map(str::trim).unwrap_or(message).to_string()
+}
+
+fn is_rate_field(pointer: &str) -> bool {
+    matches!(pointer.rsplit('/').next(), Some("maxErrorRate" | "minSuccessRate" | "winnerThreshold"))
 }
 
 /// What a field must hold, by its name: the human text behind the schema's patterns.

@@ -127,7 +127,7 @@ impl<'a> Analyst<'a> {
             if let (Some(Ok(ma)), Some(Ok(mb))) = (metrics.get(a), metrics.get(b)) {
                 let extra = self.custom_metrics(*a, *b).await;
                 let decision =
-                    verdict::ab_decide(ma, mb, &ab.decision_metrics, &extra, ab.winner_threshold, self.min_samples());
+                    verdict::ab_decide(ma, mb, &ab.decision_metrics, &extra, ab.winner_threshold.percent(), self.min_samples());
                 self.evidence.ab = Some(AbResult {
                     winner: decision.winner,
                     inconclusive: decision.inconclusive,

@@ -25,7 +25,7 @@ pub fn default_config() -> AbConfig {
         test_duration: None,
         decision_metrics: vec!["errorRate".into(), "latency".into()],
         auto_promote: false,
-        winner_threshold: 0.0,
+        winner_threshold: crate::model::Rate::ZERO,
     }
 }
 

@@ -50,7 +50,7 @@ pub fn canary(steps: &str, period: &str, auto_rollback: bool, max_surge: u32, ma
 pub fn blue_green(warmup: &str, switchover: &str, monitoring: &str, smoke: &str) -> String {
     format!(
         "{{strategy: BlueGreen, blueGreenConfig: {{warmupPeriod: {warmup}, switchoverType: {switchover}, gradualSteps: [50, 100], \
-         monitoringPeriod: {monitoring}, keepPreviousEnvironment: false, smokeTests: {smoke}, thresholds: {{maxErrorRate: 5}}}}, \
+         monitoringPeriod: {monitoring}, keepPreviousEnvironment: false, smokeTests: {smoke}, thresholds: {{maxErrorRate: 0.05}}}}, \
          analysis: {{minSamples: 10}}}}"
     )
 }

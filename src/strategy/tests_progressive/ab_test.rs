@@ -11,7 +11,7 @@ fn ab(a: f64, b: f64, auto_promote: bool) -> AbTest {
             test_duration: Some(Span::from_secs(60)),
             decision_metrics: vec!["errorRate".into(), "latency".into()],
             auto_promote,
-            winner_threshold: 0.0,
+            winner_threshold: crate::model::Rate::ZERO,
         },
         health_check_timeout: TIMEOUT,
     }
