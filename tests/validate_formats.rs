@@ -601,3 +601,53 @@ fn defect_1_a_rate_above_one_is_an_error_naming_both_readings() {
     let report = assert_valid(&fleet);
     assert!(list(&report, "warnings").is_empty(), "{}", pretty(&report));
 }
+
+/// Issue 10, defect 2: a HotSwap-style A/B binding lists variant A beside the manifest's
+/// version (B). Accepted; a business metric is provided by the built-in source from the
+/// plugin's own counters, and without a source it keeps its clear error.
+#[test]
+fn defect_2_ab_binding_listing_variant_a_beside_the_manifest_version_is_accepted() {
+    let binding = |analysis: &str| {
+        format!(
+            r#"{{
+  "pluginId": "crm",
+  "versions": ["1.5.0", "1.6.0"],
+  "environment": "Production",
+  "strategy": "ABTesting",
+  "abConfig": {{
+    "variantA": "1.5.0",
+    "variantB": "1.6.0",
+    "trafficSplit": {{ "A": 50, "B": 50 }},
+    "testDuration": "PT1H",
+    "decisionMetrics": ["conversionRate", "errorRate"],
+    "winnerThreshold": 0.05
+  }}{analysis}
+}}"#
+        )
+    };
+    let with_metric = r#",
+  "analysis": { "metrics": { "conversionRate": { "ratio": ["conversions_total", "http_requests_total"] } } }"#;
+    let fleet = TempFleet::with(&[
+        ("plugins/crm/plugin.yaml", &manifest("crm", "1.6.0")),
+        ("rollouts/crm.json", &binding(with_metric)),
+    ]);
+    let report = assert_valid(&fleet);
+    assert!(list(&report, "warnings").is_empty(), "{}", pretty(&report));
+    let loaded = load_dir(&fleet);
+    let ab = loaded.fleet.plugins["crm"].policy.ab_config.clone().expect("abConfig");
+    assert_eq!((ab.variant_a.as_deref(), ab.variant_b.as_deref()), (Some("1.5.0"), Some("1.6.0")));
+
+    // No source for conversionRate: the clear error stays, naming analysis.metrics.
+    fleet.write("rollouts/crm.json", &binding(""));
+    let (code, report) = fleet.validate_json();
+    assert_eq!(code, 1, "{}", pretty(&report));
+    let errors = list(&report, "errors");
+    assert_eq!(errors.len(), 1, "{}", pretty(&report));
+    assert!(errors[0]["expected"].as_str().unwrap_or_default().contains("analysis.metrics"), "{}", pretty(&report));
+
+    // B must be the manifest's version.
+    fleet.write("rollouts/crm.json", &binding(with_metric).replace(r#""variantB": "1.6.0""#, r#""variantB": "1.7.0""#));
+    let (code, report) = fleet.validate_json();
+    assert_eq!(code, 1, "{}", pretty(&report));
+    assert_eq!(list(&report, "errors")[0]["field"], "abConfig.variantB", "{}", pretty(&report));
+}

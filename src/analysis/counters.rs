@@ -11,6 +11,7 @@
 //! Latency comes from the `http_request_duration_seconds` histogram (same exclusions).
 
 use super::parse::Sample;
+use std::collections::BTreeMap;
 
 pub const REQUESTS_METRIC: &str = "http_requests_total";
 pub const DURATION_METRIC: &str = "http_request_duration_seconds";
@@ -29,6 +30,9 @@ pub struct InstanceCounters {
     /// `process_start_time_seconds`, when the plugin exports it (most client libraries
     /// do): a different value in two snapshots means the process restarted in between.
     pub process_start: Option<f64>,
+    /// Every other sample summed by metric name (label sets added up), for custom metrics
+    /// such as `conversions_total` (see `analysis.metrics`).
+    pub series: BTreeMap<String, f64>,
 }
 
 /// Whether a `path`/`handler` label value names health or metrics traffic.
@@ -88,6 +92,8 @@ impl InstanceCounters {
             } else if s.name == PROCESS_START_METRIC && s.value.is_finite() {
                 c.process_start = Some(s.value);
             }
+            // Every name, the request counter included, so a ratio can use it as denominator.
+            *c.series.entry(s.name.clone()).or_insert(0.0) += v;
         }
         c.buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
         c
@@ -134,7 +140,8 @@ pub fn delta(before: &InstanceCounters, after: &InstanceCounters) -> InstanceCou
         || after.errors < before.errors
         || after.duration_count < before.duration_count
         || after.duration_sum < before.duration_sum
-        || after.buckets.iter().any(|(le, n)| *n < bucket_before(*le));
+        || after.buckets.iter().any(|(le, n)| *n < bucket_before(*le))
+        || after.series.iter().any(|(name, n)| *n < before.series.get(name).copied().unwrap_or(0.0));
     if reset {
         return after.clone();
     }
@@ -145,6 +152,11 @@ pub fn delta(before: &InstanceCounters, after: &InstanceCounters) -> InstanceCou
         duration_count: after.duration_count - before.duration_count,
         duration_sum: after.duration_sum - before.duration_sum,
         process_start: after.process_start,
+        series: after
+            .series
+            .iter()
+            .map(|(name, n)| (name.clone(), n - before.series.get(name).copied().unwrap_or(0.0)))
+            .collect(),
     }
 }
 
@@ -170,6 +182,17 @@ pub struct SlotMetrics {
     /// Instances whose `/metrics` could not be scraped (at the start or the end of the
     /// window). Their traffic is missing from the numbers above; never counted as errors.
     pub scrape_failures: usize,
+    /// Increase of every counter over the window, by metric name (built-in source only).
+    pub counters: BTreeMap<String, f64>,
+}
+
+impl SlotMetrics {
+    /// A custom ratio metric: increase of `numerator` / increase of `denominator`; `None`
+    /// when the denominator did not increase (no traffic: 0/0 is not 0).
+    pub fn ratio(&self, numerator: &str, denominator: &str) -> Option<f64> {
+        let den = self.counters.get(denominator).copied().filter(|d| *d > 0.0)?;
+        Some(self.counters.get(numerator).copied().unwrap_or(0.0) / den)
+    }
 }
 
 /// Adds the deltas of a slot's instances over a window of `seconds`.
@@ -182,6 +205,9 @@ pub fn aggregate(deltas: &[InstanceCounters], seconds: f64) -> SlotMetrics {
         total.duration_sum += d.duration_sum;
         for (le, n) in &d.buckets {
             add_bucket(&mut total.buckets, *le, *n);
+        }
+        for (name, n) in &d.series {
+            *total.series.entry(name.clone()).or_insert(0.0) += n;
         }
     }
     total.buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
@@ -198,6 +224,7 @@ pub fn aggregate(deltas: &[InstanceCounters], seconds: f64) -> SlotMetrics {
         seconds,
         requests_counted: true,
         scrape_failures: 0,
+        counters: total.series,
     }
 }
 
@@ -316,6 +343,7 @@ http_request_duration_seconds_count{handler=\"/b\"} 4
             duration_count: buckets.last().map_or(0.0, |b| b.1),
             duration_sum: requests / 100.0,
             process_start: None,
+            series: BTreeMap::new(),
         }
     }
 
@@ -415,5 +443,26 @@ http_request_duration_seconds_count{handler=\"/b\"} 4
         assert_eq!(empty.throughput, Some(0.0));
         assert_eq!(aggregate(&[], 0.0).throughput, None);
         assert_eq!(aggregate(&[], f64::NAN).seconds, 0.0);
+    }
+
+    /// Issue 10, defect 2: a business metric from the plugin's own counters, over a window,
+    /// summed over label sets and instances; no denominator traffic is no value, not 0.
+    #[test]
+    fn defect_2_counter_ratio_over_a_window() {
+        let scrape = |conversions: f64, home: f64, health: f64| {
+            InstanceCounters::from_text(&format!(
+                "conversions_total{{plan=\"a\"}} {conversions}\nconversions_total{{plan=\"b\"}} 1\n\
+                 http_requests_total{{path=\"/\",code=\"200\"}} {home}\n\
+                 http_requests_total{{path=\"/health/ready\",code=\"200\"}} {health}\n"
+            ))
+        };
+        let one = delta(&scrape(10.0, 100.0, 5.0), &scrape(16.0, 160.0, 500.0));
+        let two = delta(&scrape(0.0, 0.0, 0.0), &scrape(4.0, 40.0, 9.0));
+        let m = aggregate(&[one, two], 10.0);
+        assert_eq!(m.counters.get("conversions_total"), Some(&10.0));
+        assert_eq!(m.ratio("conversions_total", "http_requests_total"), Some(0.1), "10 of 100 (probes left out)");
+        assert_eq!(m.ratio("conversions_total", "missing_total"), None);
+        let idle = aggregate(&[delta(&scrape(3.0, 30.0, 0.0), &scrape(3.0, 30.0, 1.0))], 10.0);
+        assert_eq!(idle.ratio("conversions_total", "http_requests_total"), None);
     }
 }

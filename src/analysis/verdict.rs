@@ -359,6 +359,7 @@ mod tests {
             seconds,
             requests_counted: true,
             scrape_failures: 0,
+            counters: BTreeMap::new(),
         }
     }
 

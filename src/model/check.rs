@@ -1,9 +1,10 @@
 //! Semantic checks the schema cannot express: ids, dependencies, bindings, weights, policies.
 
 use super::document::pointer_segment;
+use super::diagnostic::Diagnostic;
 use super::load::{Binding, Context, FoundPlugin, Located};
 use super::manifest::PluginManifest;
-use super::policy::RolloutPolicy;
+use super::policy::{AbConfig, RolloutPolicy};
 use super::{Fleet, PolicySource};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -194,16 +195,53 @@ fn binding_versions(cx: &mut Context, fleet: &Fleet, bindings: &BTreeMap<String,
         }
         if let Some(vs) = &binding.policy.versions {
             let listed: BTreeSet<String> = vs.iter().map(|v| bare(v)).collect();
-            if listed != declared {
+            // An A/B binding lists the version B is tested against (variant A) beside B.
+            let tested_against = binding.policy.ab_config.as_ref().and_then(|ab| ab.variant_a.as_deref()).map(bare);
+            let with_a: BTreeSet<String> = declared.iter().cloned().chain(tested_against).collect();
+            if listed != declared && listed != with_a {
                 found.push(
                     cx.doc_diag("version-mismatch", &binding.path, "/versions")
                         .found(format!("versions {} in {}", vs.join(", "), binding.path))
-                        .expected(format!("exactly the manifests' versions: {in_manifests}")),
+                        .expected(format!(
+                            "exactly the manifests' versions: {in_manifests} (an A/B binding may add its variantA)"
+                        )),
                 );
             }
         }
+        if let Some(ab) = &binding.policy.ab_config {
+            found.extend(ab_variants(cx, &binding.path, ab, &declared, &in_manifests));
+        }
     }
     found.into_iter().for_each(|d| cx.push(d));
+}
+
+/// B is the manifest's version; A, the version B is tested against, is another one.
+fn ab_variants(
+    cx: &Context,
+    path: &str,
+    ab: &AbConfig,
+    declared: &BTreeSet<String>,
+    in_manifests: &str,
+) -> Vec<Diagnostic> {
+    let bare = |v: &str| v.trim_start_matches('v').to_string();
+    let mut found = Vec::new();
+    if let Some(b) = ab.variant_b.as_deref().filter(|b| !declared.contains(&bare(b))) {
+        found.push(
+            cx.doc_diag("version-mismatch", path, "/abConfig/variantB")
+                .found(format!("variantB {b}"))
+                .expected(format!("the manifest's version (B is the version being tested): {in_manifests}")),
+        );
+    }
+    if let (Some(a), Some(b)) = (&ab.variant_a, &ab.variant_b) {
+        if bare(a) == bare(b) {
+            found.push(
+                cx.doc_diag("ab-variants", path, "/abConfig/variantA")
+                    .found(format!("variantA {a} and variantB {b}"))
+                    .expected("two different versions: A the one B is tested against, B the manifest's"),
+            );
+        }
+    }
+    found
 }
 
 /// Every rollout policy written in the repo, with its file and JSON pointer prefix.
@@ -269,7 +307,7 @@ fn policy_shape(cx: &mut Context, path: &str, prefix: &str, policy: &RolloutPoli
                         "a built-in metric (latency, errorRate, successRate, throughput) or a Prometheus query name ({})",
                         p.queries.keys().cloned().collect::<Vec<_>>().join(", ")
                     ),
-                    (true, None) => "a built-in metric: latency, errorRate, successRate or throughput (or add analysis.prometheus.queries for it)".into(),
+                    (true, None) => "a built-in metric: latency, errorRate, successRate or throughput (or define it from the plugin's counters in analysis.metrics, e.g. {ratio: [conversions_total, http_requests_total]}, or add analysis.prometheus.queries for it)".into(),
                     (false, Some(p)) => format!("a Prometheus query name: {}", p.queries.keys().cloned().collect::<Vec<_>>().join(", ")),
                     (false, None) => "an analysis source (analysis.builtin is false and no prometheus is set)".into(),
                 };

@@ -289,20 +289,31 @@ pub struct Analysis {
     pub interval: Option<Span>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_samples: Option<u32>,
+    /// Custom metrics the built-in source computes from the plugin's own counters.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub metrics: BTreeMap<String, CounterMetric>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prometheus: Option<PrometheusSource>,
 }
 
 impl Default for Analysis {
     fn default() -> Self {
-        Analysis { builtin: true, interval: None, min_samples: None, prometheus: None }
+        Analysis { builtin: true, interval: None, min_samples: None, metrics: BTreeMap::new(), prometheus: None }
     }
+}
+
+/// A metric from counters a plugin exposes, over the analysis window.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CounterMetric {
+    /// `[numerator, denominator]`: increase of the first counter / increase of the second.
+    pub ratio: [String; 2],
 }
 
 impl Analysis {
     /// Whether some configured source can provide `metric`.
     pub fn provides(&self, metric: &str) -> bool {
-        (self.builtin && BUILTIN_METRICS.contains(&metric))
+        (self.builtin && (BUILTIN_METRICS.contains(&metric) || self.metrics.contains_key(metric)))
             || self.prometheus.as_ref().is_some_and(|p| p.queries.contains_key(metric))
     }
 }

@@ -125,7 +125,10 @@ impl<'a> Analyst<'a> {
         }
         if let (Some(ab), [a, b]) = (&self.plugin.policy.ab_config, state.watch.as_slice()) {
             if let (Some(Ok(ma)), Some(Ok(mb))) = (metrics.get(a), metrics.get(b)) {
-                let extra = self.custom_metrics(*a, *b).await;
+                let mut extra = self.custom_metrics(*a, *b).await;
+                if self.uses_builtin() {
+                    extra.extend(counter_metrics(&self.analysis(), ma, mb));
+                }
                 let decision =
                     verdict::ab_decide(ma, mb, &ab.decision_metrics, &extra, ab.winner_threshold.percent(), self.min_samples());
                 self.evidence.ab = Some(AbResult {
@@ -164,4 +167,11 @@ impl<'a> Analyst<'a> {
         }
         Ok(())
     }
+}
+
+/// The policy's counter metrics (`analysis.metrics`) for variants A and B; a side without
+/// traffic is NaN, which [`verdict::ab_decide`] reports as "no value".
+fn counter_metrics(analysis: &Analysis, a: &SlotMetrics, b: &SlotMetrics) -> BTreeMap<String, (f64, f64)> {
+    let value = |m: &SlotMetrics, [num, den]: &[String; 2]| m.ratio(num, den).unwrap_or(f64::NAN);
+    analysis.metrics.iter().map(|(name, c)| (name.clone(), (value(a, &c.ratio), value(b, &c.ratio)))).collect()
 }
