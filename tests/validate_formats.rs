@@ -651,3 +651,30 @@ fn defect_2_ab_binding_listing_variant_a_beside_the_manifest_version_is_accepted
     assert_eq!(code, 1, "{}", pretty(&report));
     assert_eq!(list(&report, "errors")[0]["field"], "abConfig.variantB", "{}", pretty(&report));
 }
+
+/// Issue 10, defect 6: one run, every problem. `a` has a bad memory value and `a` and `b`
+/// depend on each other: the memory value, the cycle, and the missing policy that the broken
+/// manifest names are all reported at once.
+#[test]
+fn defect_6_a_manifest_with_a_schema_error_still_takes_part_in_reference_and_cycle_checks() {
+    let fleet = TempFleet::with(&[
+        (
+            "plugins/a/plugin.yaml",
+            "id: a\nversion: 1.0.0\nruntime:\n  image: r/a:1.0.0\n  resources:\n    memory: 512XB\ndependsOn: [b, ghost]\npolicy: nowhere\n",
+        ),
+        ("plugins/b/plugin.yaml", "id: b\nversion: 1.0.0\nruntime:\n  image: r/b:1.0.0\ndependsOn: [a]\n"),
+    ]);
+    let (code, report) = fleet.validate_json();
+    assert_eq!(code, 1, "{}", pretty(&report));
+    let errors = list(&report, "errors");
+    let has = |file: &str, field: &str, found: &str| {
+        errors.iter().any(|e| {
+            e["file"] == file && e["field"] == field && e["found"].as_str().unwrap_or_default().contains(found)
+        })
+    };
+    assert!(has("plugins/a/plugin.yaml", "runtime.resources.memory", "512XB"), "{}", pretty(&report));
+    assert!(has("plugins/a/plugin.yaml", "dependsOn[0]", "the cycle a → b → a"), "{}", pretty(&report));
+    assert!(has("plugins/a/plugin.yaml", "dependsOn[1]", "ghost"), "{}", pretty(&report));
+    assert!(has("plugins/a/plugin.yaml", "policy", "nowhere"), "{}", pretty(&report));
+    assert_eq!(errors.len(), 4, "{}", pretty(&report));
+}

@@ -17,6 +17,7 @@ pub(super) fn fleet(
     kubernetes_name_collisions(cx);
     schedules(cx, &fleet.config);
     dependencies(cx, fleet);
+    unloaded_policy_references(cx, fleet, policies);
     binding_versions(cx, fleet, bindings);
     for (path, prefix, policy) in policy_sites(fleet, bindings, policies) {
         policy_shape(cx, &path, &prefix, policy);
@@ -69,21 +70,46 @@ fn kubernetes_name_collisions(cx: &mut Context) {
     found.into_iter().for_each(|d| cx.push(d));
 }
 
+/// Who depends on whom, with the file that says so: every loaded plugin, and every manifest
+/// that failed to load but declared an id, with the `dependsOn` entries that did parse (so one
+/// run reports a bad field and the cycle it takes part in).
+struct DependencyGraph {
+    edges: BTreeMap<String, (String, Vec<String>)>,
+}
+
+impl DependencyGraph {
+    fn of(cx: &Context, fleet: &Fleet) -> DependencyGraph {
+        let mut edges: BTreeMap<String, (String, Vec<String>)> = fleet
+            .plugins
+            .values()
+            .map(|p| (p.id.clone(), (p.source.clone(), p.manifest.depends_on.clone())))
+            .collect();
+        for (id, paths) in &cx.ids_seen {
+            let (false, Some(path)) = (edges.contains_key(id), paths.first()) else { continue };
+            let raw = cx.docs.get(path).and_then(|d| d.value.get("dependsOn")).and_then(|v| v.as_array());
+            let deps = raw.into_iter().flatten().filter_map(|d| d.as_str().map(str::to_string)).collect();
+            edges.insert(id.clone(), (path.clone(), deps));
+        }
+        DependencyGraph { edges }
+    }
+}
+
 fn dependencies(cx: &mut Context, fleet: &Fleet) {
+    let graph = DependencyGraph::of(cx, fleet);
     let mut found = Vec::new();
-    for plugin in fleet.plugins.values() {
-        for (i, dep) in plugin.manifest.depends_on.iter().enumerate() {
+    for (id, (source, deps)) in &graph.edges {
+        for (i, dep) in deps.iter().enumerate() {
             let pointer = format!("/dependsOn/{i}");
-            if dep == &plugin.id {
+            if dep == id {
                 found.push(
-                    cx.doc_diag("dependency-cycle", &plugin.source, &pointer)
+                    cx.doc_diag("dependency-cycle", source, &pointer)
                         .found(format!("{dep:?} depends on itself"))
                         .expected("the id of another plugin"),
                 );
             } else if !cx.ids_seen.contains_key(dep) {
                 let hint = cx.ids_seen.keys().find(|k| super::load::similar(dep, k));
                 found.push(
-                    cx.doc_diag("unknown-dependency", &plugin.source, &pointer)
+                    cx.doc_diag("unknown-dependency", source, &pointer)
                         .found(format!("{dep:?}, which no manifest declares"))
                         .expected(match hint {
                             Some(h) => format!("the id of a plugin in this fleet — did you mean {h:?}?"),
@@ -93,13 +119,13 @@ fn dependencies(cx: &mut Context, fleet: &Fleet) {
             }
         }
     }
-    for cycle in cycles(fleet) {
-        let first = &fleet.plugins[&cycle[0]];
-        let index = first.manifest.depends_on.iter().position(|d| *d == cycle[1]).unwrap_or(0);
+    for cycle in cycles_in(&graph.edges) {
+        let (source, deps) = &graph.edges[&cycle[0]];
+        let index = deps.iter().position(|d| *d == cycle[1]).unwrap_or(0);
         let mut names = cycle.clone();
         names.push(cycle[0].clone());
         found.push(
-            cx.doc_diag("dependency-cycle", &first.source, &format!("/dependsOn/{index}"))
+            cx.doc_diag("dependency-cycle", source, &format!("/dependsOn/{index}"))
                 .found(format!("the cycle {}", names.join(" → ")))
                 .expected("dependencies without cycles"),
         );
@@ -107,24 +133,53 @@ fn dependencies(cx: &mut Context, fleet: &Fleet) {
     found.into_iter().for_each(|d| cx.push(d));
 }
 
+/// A manifest that failed to load still names its policy: a missing one is reported in the
+/// same run (loaded manifests are checked when their policy is resolved).
+fn unloaded_policy_references(cx: &mut Context, fleet: &Fleet, policies: &BTreeMap<String, Located<RolloutPolicy>>) {
+    let mut found = Vec::new();
+    for (id, paths) in cx.ids_seen.iter().filter(|(id, _)| !fleet.plugins.contains_key(*id)) {
+        let Some(path) = paths.first() else { continue };
+        let name = cx.docs.get(path).and_then(|d| d.value.get("policy")).and_then(|v| v.as_str());
+        if let Some(name) = name.filter(|n| !policies.contains_key(*n)) {
+            let names: Vec<&str> = policies.keys().map(String::as_str).collect();
+            found.push(
+                cx.doc_diag("unknown-policy", path, "/policy")
+                    .found(format!("policy {name:?} (plugin {id})"))
+                    .expected(if names.is_empty() {
+                        "a file policies/<name>.yaml (there is none)".to_string()
+                    } else {
+                        format!("one of {}", names.join(", "))
+                    }),
+            );
+        }
+    }
+    found.into_iter().for_each(|d| cx.push(d));
+}
+
+/// Every dependency cycle of the fleet's plugins, each reported once.
+pub fn cycles(fleet: &Fleet) -> Vec<Vec<String>> {
+    let edges: BTreeMap<String, ((), Vec<String>)> =
+        fleet.plugins.values().map(|p| (p.id.clone(), ((), p.manifest.depends_on.clone()))).collect();
+    cycles_in(&edges)
+}
+
 /// Every cycle found by depth-first search, each reported once (rotated so it starts at its
 /// smallest id). Iterative: a chain of tens of thousands of plugins must not overflow a stack.
-pub fn cycles(fleet: &Fleet) -> Vec<Vec<String>> {
+fn cycles_in<T>(edges: &BTreeMap<String, (T, Vec<String>)>) -> Vec<Vec<String>> {
     #[derive(Clone, Copy, PartialEq)]
     enum Mark {
         Active,
         Done,
     }
     let deps = |id: &str| -> Vec<&String> {
-        fleet
-            .plugins
+        edges
             .get(id)
-            .map(|p| p.manifest.depends_on.iter().filter(|d| fleet.plugins.contains_key(*d) && *d != id).collect())
+            .map(|(_, deps)| deps.iter().filter(|d| edges.contains_key(*d) && *d != id).collect())
             .unwrap_or_default()
     };
     let mut marks: BTreeMap<&str, Mark> = BTreeMap::new();
     let mut out = BTreeSet::new();
-    for root in fleet.plugins.keys() {
+    for root in edges.keys() {
         if marks.contains_key(root.as_str()) {
             continue;
         }
