@@ -6,7 +6,7 @@
 //!
 //! Traffic comes from a test client that follows the Service's Endpoints (the cluster has no
 //! kube-proxy), so the built-in analysis scrapes real request counters from the pods.
-//! Fails in CI without a cluster; elsewhere skips with a message saying how to run it.
+//! Ignored unless asked for (`.ci/run` runs them with `--include-ignored`); fails without a cluster.
 
 mod common;
 mod common_k8s;
@@ -88,24 +88,25 @@ impl ApiWatch {
 async fn setup(
     tag: &str,
     web: &PluginDef,
-) -> Option<(Cluster, K8sFleet, plugsync::backend::kubernetes::KubernetesBackend)> {
-    let cluster = Cluster::connect(tag).await?;
+) -> (Cluster, K8sFleet, plugsync::backend::kubernetes::KubernetesBackend) {
+    let cluster = Cluster::connect(tag).await;
     cluster.ensure_echo_images(&[V1, V2]).await;
     let fleet = K8sFleet::new(&cluster);
     fleet.plugin(web);
     let backend = cluster.backend().await;
     let report = fleet.reconcile(&backend).await;
     assert_eq!(report.results[0].result, Result_::Converged, "{}", fleet.narration());
-    Some((cluster, fleet, backend))
+    (cluster, fleet, backend)
 }
 
 /// A good canary (3 stable replicas, steps 10 % → 100 %): the plan says 10 % is really 25 %
 /// (1 canary among 4 pods); a `web-canary` Deployment with one serving pod runs beside
 /// `web-stable` during the step; the rollout converges to 1.1.0 everywhere.
+#[ignore = "needs a Kubernetes cluster: .ci/k8s-cluster up"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn canary_runs_in_its_own_deployment_and_promotes() {
     let web = PluginDef::new("web", V1).replicas(3).rollout(&canary("[10, 100]", 0.05));
-    let Some((cluster, fleet, backend)) = setup("kcan", &web).await else { return };
+    let (cluster, fleet, backend) = setup("kcan", &web).await;
     let client = EndpointsClient::start(&cluster, "web", 8080, Duration::from_millis(20));
     fleet.plugin(&web.clone().version(V2));
     let plan = fleet.plan(&backend).await;
@@ -135,10 +136,11 @@ async fn canary_runs_in_its_own_deployment_and_promotes() {
 
 /// A canary answering 500 to half its requests fails its analysis and is rolled back: only
 /// 1.0.0 pods remain and the canary Deployment is gone.
+#[ignore = "needs a Kubernetes cluster: .ci/k8s-cluster up"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failing_canary_is_rolled_back() {
     let web = PluginDef::new("web", V1).replicas(2).rollout(&canary("[50, 100]", 0.05));
-    let Some((cluster, fleet, backend)) = setup("kcanbad", &web).await else { return };
+    let (cluster, fleet, backend) = setup("kcanbad", &web).await;
     let _client = EndpointsClient::start(&cluster, "web", 8080, Duration::from_millis(20));
     fleet.plugin(&web.clone().version(V2).env("ERROR_RATE", "0.5"));
     let report = fleet.reconcile(&backend).await;
@@ -156,10 +158,11 @@ async fn failing_canary_is_rolled_back() {
 /// Blue-green keeping the previous environment: green starts in `web-green`, takes the
 /// Service's endpoints, and blue stays as a Deployment scaled to zero with its parked count;
 /// the next plan sees nothing to do.
+#[ignore = "needs a Kubernetes cluster: .ci/k8s-cluster up"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn blue_green_switches_the_service_and_parks_blue() {
     let web = PluginDef::new("web", V1).replicas(2).rollout(&blue_green("[/health/ready]", true));
-    let Some((cluster, fleet, backend)) = setup("kbg", &web).await else { return };
+    let (cluster, fleet, backend) = setup("kbg", &web).await;
     let client = EndpointsClient::start(&cluster, "web", 8080, Duration::from_millis(20));
     fleet.plugin(&web.clone().version(V2));
     let watch = ApiWatch::start(&cluster);
@@ -185,10 +188,11 @@ async fn blue_green_switches_the_service_and_parks_blue() {
 
 /// Green answering 500 to everything fails its smoke test (`GET /`): it never carries the
 /// serving label, blue keeps serving, and green's Deployment is removed.
+#[ignore = "needs a Kubernetes cluster: .ci/k8s-cluster up"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn green_failing_its_smoke_test_never_serves() {
     let web = PluginDef::new("web", V1).replicas(2).rollout(&blue_green("[/]", false));
-    let Some((cluster, fleet, backend)) = setup("kbgbad", &web).await else { return };
+    let (cluster, fleet, backend) = setup("kbgbad", &web).await;
     fleet.plugin(&web.clone().version(V2).env("ERROR_RATE", "1.0"));
     let watch = ApiWatch::start(&cluster);
     let report = fleet.reconcile(&backend).await;
