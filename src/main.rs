@@ -93,8 +93,13 @@ enum Command {
         server: String,
     },
     /// Print an embedded JSON Schema: plugin-manifest, rollout-policy, fleet-config,
-    /// environment-overlay.
-    Schema { name: String },
+    /// environment-overlay; or, with --markdown, the format reference (docs/formats.md).
+    Schema {
+        #[arg(required_unless_present = "markdown")]
+        name: Option<String>,
+        #[arg(long, conflicts_with = "name")]
+        markdown: bool,
+    },
 }
 
 pub(crate) fn parse_environment(text: &str) -> Result<Environment, String> {
@@ -156,7 +161,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             runtime()?.block_on(cli::daemon::rollout(&action, &plugin, &server))
         }
         Command::Demo { keep } => runtime()?.block_on(cli::demo::run(keep)),
-        Command::Schema { name } => {
+        Command::Schema { markdown: true, .. } => {
+            print!("{}", model::schema_doc::markdown());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Schema { name, .. } => {
+            let name = name.unwrap_or_default();
             let kind = SchemaKind::from_name(&name).with_context(|| {
                 let names: Vec<&str> = SchemaKind::ALL.iter().map(|k| k.name()).collect();
                 format!("unknown schema {name:?}; expected one of {}", names.join(", "))

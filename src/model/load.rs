@@ -1,5 +1,5 @@
 //! Reads the fleet repo's files (given as bytes: this room does no I/O) in every layout of
-//! FORMATS.md into a [`Fleet`], collecting every problem rather than stopping at the first.
+//! docs/formats.md into a [`Fleet`], collecting every problem rather than stopping at the first.
 
 use super::check;
 use super::config::FleetConfig;
@@ -552,7 +552,7 @@ impl Context {
                 Some(f) => d.found(format!("unknown field `{key}` (ignored)")).expected(format!("`{f}`?")),
                 None => d
                     .found(format!("unknown field `{key}` (kept as catalogue metadata, ignored)"))
-                    .expected("a field from FORMATS.md"),
+                    .expected("a field from docs/formats.md"),
             });
         }
     }

@@ -13,6 +13,7 @@ mod prepare;
 pub mod quantity;
 pub mod rate;
 pub mod schema;
+pub mod schema_doc;
 pub mod windows;
 
 pub use check::cycles;

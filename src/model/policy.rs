@@ -33,7 +33,7 @@ impl Environment {
     pub const ALL: [Environment; 4] =
         [Environment::Development, Environment::QA, Environment::Staging, Environment::Production];
 
-    /// FORMATS.md: Development → Direct, QA and Staging → Rolling, Production → Canary.
+    /// docs/formats.md: Development → Direct, QA and Staging → Rolling, Production → Canary.
     pub fn default_strategy(self) -> Strategy {
         match self {
             Environment::Development => Strategy::Direct,
