@@ -16,3 +16,4 @@ pub mod server;
 pub mod source;
 pub mod status;
 pub mod strategy;
+pub mod traffic;

@@ -22,6 +22,10 @@
 //! too; ownership must be decided on the container labels plugsync sets itself
 //! (`plugsync.fleet`, ...), never on "has some `plugsync.*` label".
 
+mod router;
+
+pub use router::{build_router_image, config_archive as router_config_archive, ROUTER_CONFIG_PATH, ROUTER_IMAGE};
+
 use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::path::{Path, PathBuf};
@@ -151,10 +155,20 @@ pub async fn build_scratch_image(
 
     let context = build_context(&bin)
         .map_err(|source| ImageError::Io { path: PathBuf::from("<in-memory build context>"), source })?;
+    build_from_context(docker, context, tag, &all_labels).await
+}
+
+/// Sends a tar build context (with its `Dockerfile`) to the engine and waits for `tag`.
+async fn build_from_context(
+    docker: &Docker,
+    context: Vec<u8>,
+    tag: &str,
+    all_labels: &HashMap<String, String>,
+) -> Result<(), ImageError> {
     let options = BuildImageOptionsBuilder::default()
         .dockerfile("Dockerfile")
         .t(tag)
-        .labels(&all_labels)
+        .labels(all_labels)
         .rm(true)
         .forcerm(true)
         .build();

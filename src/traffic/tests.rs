@@ -1,0 +1,139 @@
+use super::haproxy::{config, weight_commands, RouterPorts};
+use super::*;
+use std::net::Ipv4Addr;
+
+fn server(slot: Slot, n: u8) -> Server {
+    Server {
+        name: format!("{}-{n}", slot.as_str()),
+        slot,
+        address: IpAddr::V4(Ipv4Addr::new(10, 0, 0, n)),
+        port: 8080,
+    }
+}
+
+fn route(stable: u8, canary: u8, canary_percent: f64) -> Route {
+    let mut servers: Vec<Server> = (1..=stable).map(|n| server(Slot::Stable, n)).collect();
+    servers.extend((1..=canary).map(|n| server(Slot::Canary, 100 + n)));
+    Route {
+        plugin: "crm".into(),
+        port: 8080,
+        readiness: "/health/ready".into(),
+        sticky: None,
+        shares: vec![
+            SlotShare { slot: Slot::Stable, percent: 100.0 - canary_percent },
+            SlotShare { slot: Slot::Canary, percent: canary_percent },
+        ],
+        servers,
+    }
+}
+
+fn share(route: &Route, slot: Slot) -> f64 {
+    route.effective_shares().into_iter().find(|(s, _)| *s == slot).map_or(0.0, |(_, p)| p)
+}
+
+#[test]
+fn slot_shares_are_exact_whatever_the_replica_counts() {
+    // (stable instances, canary instances, canary percent, tolerance in points)
+    let table: [(u8, u8, f64, f64); 10] = [
+        (3, 1, 10.0, 0.2),
+        (3, 1, 25.0, 0.2),
+        (3, 1, 50.0, 0.2),
+        (3, 1, 1.0, 0.01),
+        (1, 1, 1.0, 0.01),
+        (3, 1, 33.3, 0.05),
+        (10, 1, 5.0, 0.2),
+        (1, 3, 90.0, 0.2),
+        (2, 2, 100.0, 0.0),
+        (4, 1, 0.0, 0.0),
+    ];
+    for (stable, canary, percent, tolerance) in table {
+        let r = route(stable, canary, percent);
+        let got = share(&r, Slot::Canary);
+        assert!(
+            (got - percent).abs() <= tolerance,
+            "{stable} stable + {canary} canary at {percent} %: canary gets {got:.3} % ({:?})",
+            r.weights()
+        );
+        assert!(r.weights().iter().all(|(_, w)| *w <= MAX_WEIGHT));
+    }
+}
+
+#[test]
+fn a_slot_with_a_share_keeps_a_weight_and_one_without_gets_none() {
+    let r = route(3, 1, 0.1);
+    let weights = r.weights();
+    assert_eq!(weights.last().map(|(_, w)| *w), Some(1), "{weights:?}");
+    let none = route(3, 1, 0.0);
+    assert_eq!(none.weights().last().map(|(_, w)| *w), Some(0));
+    let empty_slot = Route { servers: vec![server(Slot::Stable, 1)], ..route(1, 0, 30.0) };
+    assert_eq!(empty_slot.weights(), vec![("stable-1".to_string(), MAX_WEIGHT)], "a slot without servers takes nothing");
+}
+
+#[test]
+fn raising_the_canary_share_only_moves_weight_towards_the_canary() {
+    let steps = [1.0, 5.0, 10.0, 25.0, 33.0, 50.0, 75.0, 99.0, 100.0];
+    let sticky = |stable, canary, p| Route { sticky: Some(StickyBy::Header("X-Correlation-Id".into())), ..route(stable, canary, p) };
+    for (stable, canary) in [(3u8, 1u8), (1, 1), (1, 3), (5, 2)] {
+        let weights: Vec<Vec<u16>> =
+            steps.iter().map(|p| sticky(stable, canary, *p).weights().into_iter().map(|(_, w)| w).collect()).collect();
+        for pair in weights.windows(2) {
+            for (i, (before, after)) in pair[0].iter().zip(&pair[1]).enumerate() {
+                let is_canary = i >= usize::from(stable);
+                assert!(
+                    if is_canary { after >= before } else { after <= before },
+                    "{stable}+{canary}: server {i} went {before} → {after} as the canary share rose"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn sticky_by_reads_header_and_cookie() {
+    let table: [(&str, Option<StickyBy>); 8] = [
+        ("header:X-Correlation-Id", Some(StickyBy::Header("X-Correlation-Id".into()))),
+        ("cookie:session", Some(StickyBy::Cookie("session".into()))),
+        (" header : X-Tenant-ID ", Some(StickyBy::Header("X-Tenant-ID".into()))),
+        ("header:", None),
+        ("query:id", None),
+        ("header:a b", None),
+        ("cookie:é", None),
+        ("", None),
+    ];
+    for (text, want) in table {
+        assert_eq!(StickyBy::parse(text).ok(), want, "{text:?}");
+    }
+    assert_eq!(StickyBy::Header("X-Tenant-ID".into()).to_string(), "header:X-Tenant-ID");
+}
+
+#[test]
+fn weights_change_at_runtime_and_servers_need_a_reload() {
+    let at10 = [route(3, 1, 10.0)];
+    let at50 = [route(3, 1, 50.0)];
+    assert!(!needs_reload(&at10, &at50), "a weight change is a runtime command");
+    assert!(needs_reload(&at10, &[route(3, 2, 10.0)]), "a new server is a reload");
+    let sticky = [Route { sticky: Some(StickyBy::Cookie("s".into())), ..route(3, 1, 10.0) }];
+    assert!(needs_reload(&at10, &sticky), "stickiness changes the balance algorithm");
+    let commands = weight_commands(&at50);
+    assert_eq!(commands.len(), 4);
+    assert!(commands[3].starts_with("set server be_crm/canary-101 weight "), "{commands:?}");
+}
+
+#[test]
+fn config_routes_each_plugin_by_host_on_its_port() {
+    let mut search = route(1, 0, 0.0);
+    search.plugin = "search".into();
+    search.port = 9000;
+    search.sticky = Some(StickyBy::Header("X-Tenant-ID".into()));
+    let text = config(&[route(3, 1, 25.0), search], &RouterPorts::default());
+    for line in [
+        "frontend fe_8080\n  bind :8080\n  log-format \"%b %s %ST %Ta %Tr\"\n  use_backend be_crm if { req.hdr(host),field(1,:),lower -m str crm }",
+        "frontend fe_9000\n  bind :9000\n  log-format \"%b %s %ST %Ta %Tr\"\n  use_backend be_search if",
+        "backend be_crm\n  balance roundrobin\n  option httpchk GET /health/ready\n  server stable-1 10.0.0.1:8080 weight ",
+        "backend be_search\n  balance hash req.hdr(X-Tenant-ID)\n  hash-type consistent\n",
+        "stats socket ipv4@0.0.0.0:9999 level admin",
+        "use-service prometheus-exporter",
+    ] {
+        assert!(text.contains(line), "missing:\n{line}\nin:\n{text}");
+    }
+}
