@@ -190,6 +190,14 @@ async fn weights_are_exact_and_change_without_a_reload() {
         eprintln!("MEASURED canary weight {weight} %: {share:.2} % of 2,000 requests (weights {:?})", at.weights());
         assert!((share - weight).abs() <= 2.0, "canary at {weight} % took {share:.2} % of 2,000 requests");
     }
+    // The router's own per-request log says the same, per slot, without asking the plugin.
+    let logs = container_logs(&docker, &router.id).await;
+    let seen = plugsync::analysis::router_log::window(logs.lines(), "crm", 10.0);
+    let requests = |slot: Slot| seen.slots.get(&slot).map_or(0.0, |m| m.metrics.requests);
+    eprintln!("MEASURED router log: {:?} (skipped {} lines)", seen.slots, seen.skipped);
+    assert_eq!(requests(Slot::Stable) + requests(Slot::Canary), 6000.0, "every request logged once");
+    assert_eq!(requests(Slot::Canary), 200.0 + 500.0 + 1000.0, "10 %, 25 % and 50 % of 2,000");
+    assert!(seen.slots.values().all(|m| m.metrics.error_rate == Some(0.0) && m.metrics.p99_ms.is_some() && m.p50_ms.is_some()));
 }
 
 /// 500 ids × 5 requests per weight: ids stick to one version, only move stable → canary, and

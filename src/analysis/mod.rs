@@ -6,6 +6,7 @@
 //! - [`verdict`]: thresholds → [`Verdict`], A/B comparison → [`AbDecision`] (pure).
 //! - [`builtin`]: scrapes each instance's `/metrics` at both ends of a [`Window`] (I/O).
 //! - [`prometheus`]: instant queries against a Prometheus server (I/O).
+//! - [`router_log`]: the router's per-request log → per-slot metrics and percentiles (pure).
 //!
 //! Percentages are percent (1 = 1 %), latencies milliseconds, throughput requests per
 //! second. The pure parts take values (and never the clock) as arguments.
@@ -14,6 +15,7 @@ pub mod builtin;
 pub mod counters;
 pub mod parse;
 pub mod prometheus;
+pub mod router_log;
 pub mod verdict;
 
 pub use builtin::{scrape, Window};
