@@ -678,3 +678,35 @@ fn defect_6_a_manifest_with_a_schema_error_still_takes_part_in_reference_and_cyc
     assert!(has("plugins/a/plugin.yaml", "policy", "nowhere"), "{}", pretty(&report));
     assert_eq!(errors.len(), 4, "{}", pretty(&report));
 }
+
+/// Issue 10, defects 3 and 4 through the binary: `timeZone: "+1éX"` is a clear error (exit 1,
+/// not a panic's 101) naming file, line and field; IANA names are accepted in windows and for
+/// the fleet's schedule.
+#[test]
+fn defect_3_and_4_time_zones_in_plugsync_yaml() {
+    let fleet = TempFleet::with(&[
+        ("plugins/crm/plugin.yaml", &manifest("crm", "1.0.0")),
+        (
+            "plugsync.yaml",
+            "fleet: tz\nschedule: \"0 3 * * *\"\ntimeZone: Europe/Berlin\nwindows:\n  - kind: deny\n    schedule: \"0 17 * * 5\"\n    duration: 60h\n    timeZone: \"+1éX\"\n",
+        ),
+    ]);
+    let (code, report) = fleet.validate_json();
+    assert_eq!(code, 1, "an error, not a crash: {}", pretty(&report));
+    let errors = list(&report, "errors");
+    assert_eq!(errors.len(), 1, "{}", pretty(&report));
+    assert_eq!(errors[0]["file"], "plugsync.yaml");
+    assert_eq!(errors[0]["field"], "windows[0]");
+    assert!(errors[0]["expected"].as_str().unwrap_or_default().contains("+1éX"), "{}", pretty(&report));
+
+    fleet.write(
+        "plugsync.yaml",
+        "fleet: tz\nschedule: \"0 3 * * *\"\ntimeZone: America/New_York\nwindows:\n  - kind: deny\n    schedule: \"0 17 * * 5\"\n    duration: 60h\n    timeZone: Europe/Berlin\n",
+    );
+    let report = assert_valid(&fleet);
+    assert!(list(&report, "warnings").is_empty(), "{}", pretty(&report));
+    fleet.write("plugsync.yaml", "fleet: tz\nschedule: \"0 3 * * *\"\ntimeZone: Mars/Olympus\n");
+    let (code, report) = fleet.validate_json();
+    assert_eq!(code, 1, "{}", pretty(&report));
+    assert_eq!(list(&report, "errors")[0]["field"], "timeZone", "{}", pretty(&report));
+}

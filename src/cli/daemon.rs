@@ -166,7 +166,7 @@ pub fn status(remote: &RemoteArgs, branch: &str, plugin: Option<&str>) -> anyhow
         return Ok(ExitCode::SUCCESS);
     }
     if let Some(f) = &fleet {
-        println!("fleet {} at {}", f.fleet, &f.revision[..f.revision.len().min(7)]);
+        println!("fleet {} at {}", f.fleet, plugsync::model::short_revision(&f.revision));
         for e in &f.errors {
             println!("  ! {e}");
         }
@@ -182,7 +182,7 @@ pub fn status(remote: &RemoteArgs, branch: &str, plugin: Option<&str>) -> anyhow
             serde_json::to_value(s.state)?.as_str().unwrap_or(""),
             s.desired_version.clone().unwrap_or_default(),
             instances.join(" "),
-            s.revision.as_deref().map(|r| &r[..r.len().min(7)]).unwrap_or("-"),
+            s.revision.as_deref().map(plugsync::model::short_revision).unwrap_or("-"),
             last
         );
     }

@@ -254,10 +254,14 @@ fn watch_local(url: &str, trigger: Arc<Notify>) -> Option<notify::RecommendedWat
 
 impl Daemon {
     fn until_next_schedule(&self) -> Duration {
-        let schedule = self.last_good.as_ref().and_then(|(_, good)| good.fleet.config.schedule.clone());
-        let Some(schedule) = schedule else { return Duration::from_secs(86_400 * 365) };
+        let config = self.last_good.as_ref().map(|(_, good)| &good.fleet.config);
+        let Some((schedule, zone)) = config.and_then(|c| Some((c.schedule.clone()?, c.time_zone.clone()))) else {
+            return Duration::from_secs(86_400 * 365);
+        };
         let now = chrono::Utc::now();
-        match crate::model::windows::next_scheduled(&schedule, now) {
+        let next = crate::model::windows::parse_zone(zone.as_deref(), &schedule)
+            .and_then(|zone| crate::model::windows::next_scheduled(&schedule, zone, now));
+        match next {
             Ok(next) => (next - now).to_std().unwrap_or(Duration::from_secs(1)),
             Err(e) => {
                 tracing::warn!(error = %e, "schedule ignored");
@@ -585,7 +589,7 @@ impl Daemon {
                     format!(
                         "version {} failed at {} ({}); change its spec in Git or run `plugsync rollout retry {id}`",
                         failed.version,
-                        &failed.revision[..failed.revision.len().min(7)],
+                        crate::model::short_revision(&failed.revision),
                         failed.reason
                     ),
                 ));
@@ -603,7 +607,7 @@ impl Daemon {
             errors: errors.to_vec(),
             held: Vec::new(),
         };
-        let short = &revision[..revision.len().min(7)];
+        let short = crate::model::short_revision(&revision);
         let first = errors.first().cloned().unwrap_or_default();
         self.pending_status.push(status::StatusCommit {
             message: format!("fleet {fleet}: INVALID revision {short}: {first}"),

@@ -29,12 +29,17 @@ fn schedules(cx: &mut Context, config: &super::FleetConfig) {
     let Some(path) = super::load::CONFIG_NAMES.iter().find(|n| cx.docs.contains_key(**n)).copied() else { return };
     let mut found = Vec::new();
     if let Some(schedule) = &config.schedule {
-        if let Err(e) = super::windows::next_scheduled(schedule, chrono::DateTime::UNIX_EPOCH) {
+        if let Err(e) = super::windows::next_scheduled(schedule, super::windows::Zone::UTC, chrono::DateTime::UNIX_EPOCH) {
             found.push(
                 cx.doc_diag("cron", path, "/schedule")
                     .found(format!("{schedule:?}"))
                     .expected(format!("a cron expression such as \"0 3 * * *\" ({e})")),
             );
+        }
+    }
+    if let Some(zone) = &config.time_zone {
+        if let Err(e) = super::windows::parse_zone(Some(zone), config.schedule.as_deref().unwrap_or("schedule")) {
+            found.push(cx.doc_diag("time-zone", path, "/timeZone").found(format!("{zone:?}")).expected(e.to_string()));
         }
     }
     for (i, window) in config.windows.iter().enumerate() {

@@ -22,6 +22,9 @@ pub struct FleetConfig {
     pub interval: Span,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schedule: Option<String>,
+    /// Zone `schedule` is read in (IANA name or fixed offset); UTC when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_zone: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub windows: Vec<SyncWindow>,
     #[serde(default)]
@@ -48,6 +51,7 @@ impl Default for FleetConfig {
             status_branch: default_status_branch(),
             interval: default_interval(),
             schedule: None,
+            time_zone: None,
             windows: Vec::new(),
             alerts: AlertsConfig::default(),
             drift: DriftMode::default(),

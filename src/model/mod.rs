@@ -32,6 +32,12 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt;
 
+/// The first seven characters of a revision, for people. Char-safe: a revision read back
+/// from the status branch or an API may hold anything.
+pub fn short_revision(revision: &str) -> &str {
+    revision.char_indices().nth(7).map_or(revision, |(end, _)| &revision[..end])
+}
+
 /// The desired state of a fleet at one revision.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Fleet {
@@ -128,6 +134,24 @@ mod tests {
         for env in Environment::ALL {
             let p = default_policy(env);
             assert_eq!(p.effective_strategy(None), env.default_strategy(), "{env:?}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod short_revision_tests {
+    /// Issue 10, defect 3 (its class): a revision read back from outside is cut by characters.
+    #[test]
+    fn defect_3_short_revision_is_char_safe() {
+        for (revision, want) in [
+            ("34c50c9e2f", "34c50c9"),
+            ("abc", "abc"),
+            ("", ""),
+            ("ééééééééé", "ééééééé"),
+            ("123456é89", "123456é"),
+            ("1234567", "1234567"),
+        ] {
+            assert_eq!(super::short_revision(revision), want, "{revision:?}");
         }
     }
 }

@@ -7,6 +7,7 @@
 
 use crate::model::config::{SyncWindow, WindowKind};
 use chrono::{DateTime, FixedOffset, TimeDelta, Utc};
+use chrono_tz::Tz;
 use croner::Cron;
 use std::str::FromStr;
 
@@ -24,8 +25,8 @@ pub enum WindowError {
     #[error("sync window '{schedule}' has a zero duration")]
     ZeroDuration { schedule: String },
     #[error(
-        "unsupported time zone '{zone}' in sync window '{schedule}': use UTC or a fixed offset \
-         such as +02:00"
+        "unknown time zone {zone:?} for '{schedule}': expected an IANA name such as Europe/Berlin, UTC, \
+         or a fixed offset such as +02:00"
     )]
     TimeZone { zone: String, schedule: String },
 }
@@ -38,23 +39,44 @@ fn cron_error(expr: &str, e: croner::errors::CronError) -> WindowError {
     WindowError::Cron { expr: expr.to_string(), message: e.to_string() }
 }
 
-/// `UTC`, `Etc/UTC`, `Z`, `GMT`, or a fixed offset `+02:00` / `-0530` / `UTC+2`.
-fn parse_zone(zone: Option<&str>, schedule: &str) -> Result<FixedOffset, WindowError> {
-    let utc = FixedOffset::east_opt(0).expect("zero offset");
+/// The zone a schedule is read in: a fixed offset, or an IANA zone with its daylight saving.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Zone {
+    Fixed(FixedOffset),
+    Named(Tz),
+}
+
+impl Zone {
+    pub const UTC: Zone = Zone::Named(Tz::UTC);
+}
+
+/// An IANA name (`Europe/Berlin`, case-insensitive), `UTC`/`Z`/`GMT`, or a fixed offset
+/// `+02:00` / `-0530` / `UTC+2`. Absent or blank: UTC. Never panics on any text.
+pub fn parse_zone(zone: Option<&str>, schedule: &str) -> Result<Zone, WindowError> {
     let Some(zone) = zone.map(str::trim).filter(|z| !z.is_empty()) else {
-        return Ok(utc);
+        return Ok(Zone::UTC);
     };
     let bad = || WindowError::TimeZone { zone: zone.to_string(), schedule: schedule.to_string() };
     let upper = zone.to_ascii_uppercase();
-    if matches!(upper.as_str(), "UTC" | "Z" | "GMT" | "ETC/UTC" | "ETC/GMT" | "UCT" | "ZULU") {
-        return Ok(utc);
+    if matches!(upper.as_str(), "Z" | "ZULU") {
+        return Ok(Zone::UTC);
+    }
+    if let Ok(tz) = Tz::from_str_insensitive(zone) {
+        return Ok(Zone::Named(tz));
     }
     let offset = upper.strip_prefix("UTC").or_else(|| upper.strip_prefix("GMT")).unwrap_or(&upper);
-    let (sign, rest) = match offset.as_bytes().first() {
-        Some(b'+') => (1, &offset[1..]),
-        Some(b'-') => (-1, &offset[1..]),
-        _ => return Err(bad()),
+    let (sign, rest) = if let Some(rest) = offset.strip_prefix('+') {
+        (1, rest)
+    } else if let Some(rest) = offset.strip_prefix('-') {
+        (-1, rest)
+    } else {
+        return Err(bad());
     };
+    // Digits and one optional ':' only: anything else (a multi-byte character included) is
+    // refused before the text is split.
+    if rest.is_empty() || !rest.bytes().all(|b| b.is_ascii_digit() || b == b':') {
+        return Err(bad());
+    }
     let (h, m) = match rest.split_once(':') {
         Some((h, m)) => (h, m),
         None if rest.len() == 4 => rest.split_at(2),
@@ -64,7 +86,34 @@ fn parse_zone(zone: Option<&str>, schedule: &str) -> Result<FixedOffset, WindowE
     if !(0..=14).contains(&h) || !(0..60).contains(&m) {
         return Err(bad());
     }
-    FixedOffset::east_opt(sign * (h * 3600 + m * 60)).ok_or_else(bad)
+    FixedOffset::east_opt(sign * (h * 3600 + m * 60)).map(Zone::Fixed).ok_or_else(bad)
+}
+
+/// Cron occurrences computed in a zone, answered in UTC.
+fn occurrence(
+    cron: &Cron,
+    zone: Zone,
+    from: DateTime<Utc>,
+    inclusive: bool,
+    previous: bool,
+) -> Result<DateTime<Utc>, croner::errors::CronError> {
+    fn find<Z: chrono::TimeZone>(
+        cron: &Cron,
+        from: &DateTime<Z>,
+        inclusive: bool,
+        previous: bool,
+    ) -> Result<DateTime<Utc>, croner::errors::CronError> {
+        let found = if previous {
+            cron.find_previous_occurrence(from, inclusive)
+        } else {
+            cron.find_next_occurrence(from, inclusive)
+        };
+        found.map(|t| t.with_timezone(&Utc))
+    }
+    match zone {
+        Zone::Fixed(z) => find(cron, &from.with_timezone(&z), inclusive, previous),
+        Zone::Named(tz) => find(cron, &from.with_timezone(&tz), inclusive, previous),
+    }
 }
 
 /// `crm` matches `crm`; `*` matches any run of characters (`crm-*`, `*`).
@@ -136,7 +185,7 @@ fn describe(window: &SyncWindow) -> String {
 struct Parsed<'w> {
     window: &'w SyncWindow,
     cron: Cron,
-    zone: FixedOffset,
+    zone: Zone,
     duration: TimeDelta,
 }
 
@@ -155,10 +204,9 @@ impl Parsed<'_> {
     /// `Some(end)` when `now` lies in [occurrence, occurrence + duration) for some occurrence.
     /// The latest occurrence at or before `now` has the latest end, so it is the one to check.
     fn active_until(&self, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>, WindowError> {
-        let local = now.with_timezone(&self.zone);
-        match self.cron.find_previous_occurrence(&local, true) {
+        match occurrence(&self.cron, self.zone, now, true, true) {
             Ok(start) => {
-                let end = start.with_timezone(&Utc) + self.duration;
+                let end = start + self.duration;
                 Ok((now < end).then_some(end))
             }
             // No occurrence within croner's search horizon: never active.
@@ -168,8 +216,7 @@ impl Parsed<'_> {
     }
 
     fn next_start(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        let local = now.with_timezone(&self.zone);
-        self.cron.find_next_occurrence(&local, false).ok().map(|t| t.with_timezone(&Utc))
+        occurrence(&self.cron, self.zone, now, false, false).ok()
     }
 }
 
@@ -242,9 +289,9 @@ pub fn rollouts_allowed(
     Ok(WindowDecision { allowed: true, reason: "no sync window applies".to_string() })
 }
 
-/// The next run of the fleet's `schedule` cron strictly after `after` (UTC).
-pub fn next_scheduled(schedule: &str, after: DateTime<Utc>) -> Result<DateTime<Utc>, WindowError> {
-    parse_cron(schedule)?.find_next_occurrence(&after, false).map_err(|e| cron_error(schedule, e))
+/// The next run of the fleet's `schedule` cron strictly after `after`, read in `zone`.
+pub fn next_scheduled(schedule: &str, zone: Zone, after: DateTime<Utc>) -> Result<DateTime<Utc>, WindowError> {
+    occurrence(&parse_cron(schedule)?, zone, after, false, false).map_err(|e| cron_error(schedule, e))
 }
 
 #[cfg(test)]
@@ -324,13 +371,69 @@ mod tests {
         assert!(rollouts_allowed(&[w.clone()], "crm", at("2026-11-27T17:30:00Z")).unwrap().allowed);
         w.time_zone = Some("UTC".into());
         assert!(!rollouts_allowed(&[w.clone()], "crm", at("2026-11-27T17:30:00Z")).unwrap().allowed);
-        w.time_zone = Some("Europe/Berlin".into());
+        w.time_zone = Some("Mars/Olympus".into());
         let err = rollouts_allowed(&[w], "crm", at("2026-11-27T17:30:00Z")).unwrap_err();
-        assert!(err.to_string().contains("Europe/Berlin"), "{err}");
-        for (zone, secs) in [("-0530", -19800), ("UTC+2", 7200), ("GMT-3", -10800), ("Z", 0)] {
-            assert_eq!(parse_zone(Some(zone), "x").unwrap().local_minus_utc(), secs, "{zone}");
+        assert!(err.to_string().contains("Mars/Olympus") && err.to_string().contains("Europe/Berlin"), "{err}");
+        let fixed = |secs| Ok(Zone::Fixed(FixedOffset::east_opt(secs).unwrap()));
+        for (zone, want) in [("-0530", fixed(-19800)), ("UTC+2", fixed(7200)), ("GMT-3", fixed(-10800))] {
+            assert_eq!(parse_zone(Some(zone), "x"), want, "{zone}");
         }
+        for zone in ["Z", "UTC", "utc", "Etc/UTC", "GMT", " "] {
+            assert!(matches!(parse_zone(Some(zone), "x"), Ok(Zone::Named(_))), "{zone}");
+        }
+        assert_eq!(parse_zone(Some("europe/berlin"), "x"), Ok(Zone::Named(Tz::Europe__Berlin)));
         assert!(parse_zone(Some("+15:00"), "x").is_err());
+    }
+
+    /// Issue 10, defect 3: a multi-byte character in a time zone panicked ("byte index 2 is
+    /// not a char boundary"); every such text is an error now.
+    #[test]
+    fn defect_3_time_zone_with_a_multibyte_character_is_an_error_not_a_panic() {
+        for zone in ["+1éX", "+é", "-1é", "UTC+1é", "+12é", "+1:é", "éé", "+\u{1F600}0", "GMT-ü9", "+0é:00"] {
+            let err = parse_zone(Some(zone), "0 17 * * 5").unwrap_err();
+            assert!(err.to_string().contains(zone), "{zone}: {err}");
+        }
+    }
+
+    /// Issue 10, defect 4: IANA zones with daylight saving. Europe/Berlin moves from +01:00 to
+    /// +02:00 on 2026-03-29 and back on 2026-10-25: a window at 09:00 local opens at 08:00Z in
+    /// winter and 07:00Z in summer, and the schedule follows.
+    #[test]
+    fn defect_4_windows_and_schedules_follow_daylight_saving() {
+        let mut w = win(Deny, "0 9 * * *", "1h", &[]);
+        w.time_zone = Some("Europe/Berlin".into());
+        #[rustfmt::skip]
+        let table = [
+            ("2026-03-28T08:30:00Z", false, "winter: 09:00 CET = 08:00Z"),
+            ("2026-03-28T07:30:00Z", true, "winter: 08:30 CET, not yet"),
+            ("2026-03-29T07:30:00Z", false, "summer (changed at 01:00Z): 09:00 CEST = 07:00Z"),
+            ("2026-03-29T08:30:00Z", true, "summer: 10:30 CEST, over"),
+            ("2026-10-24T07:30:00Z", false, "last summer day"),
+            ("2026-10-25T07:30:00Z", true, "winter again: 08:30 CET"),
+            ("2026-10-25T08:30:00Z", false, "winter again: 09:30 CET"),
+        ];
+        for (now, allowed, why) in table {
+            let d = rollouts_allowed(std::slice::from_ref(&w), "crm", at(now)).unwrap();
+            assert_eq!(d.allowed, allowed, "{now} ({why}): {}", d.reason);
+        }
+        let berlin = Zone::Named(Tz::Europe__Berlin);
+        assert_eq!(next_scheduled("0 9 * * *", berlin, at("2026-03-28T12:00:00Z")).unwrap(), at("2026-03-29T07:00:00Z"));
+        assert_eq!(next_scheduled("0 9 * * *", berlin, at("2026-10-24T12:00:00Z")).unwrap(), at("2026-10-25T08:00:00Z"));
+        // 02:30 does not exist on 2026-03-29 in Berlin and happens twice on 2026-10-25: the
+        // schedule still runs once a day and never panics.
+        let spring = next_scheduled("30 2 * * *", berlin, at("2026-03-28T12:00:00Z")).unwrap();
+        assert!(spring > at("2026-03-29T00:00:00Z") && spring < at("2026-03-30T12:00:00Z"), "{spring}");
+        let autumn = next_scheduled("30 2 * * *", berlin, at("2026-10-24T12:00:00Z")).unwrap();
+        assert!(autumn >= at("2026-10-25T00:30:00Z") && autumn <= at("2026-10-25T01:30:00Z"), "{autumn}");
+    }
+
+    proptest::proptest! {
+        /// No text, whatever its characters, makes the zone parser panic.
+        #[test]
+        fn any_zone_text_parses_or_errs(zone in "\\PC{0,12}", prefix in "(\\+|-|UTC\\+|GMT-)?") {
+            let text = format!("{prefix}{zone}");
+            let _ = parse_zone(Some(&text), "x");
+        }
     }
 
     #[test]
@@ -341,7 +444,7 @@ mod tests {
         assert!(validate(&[bad]).is_err());
         let zero = win(Deny, "0 * * * *", "0s", &[]);
         assert!(matches!(validate(&[zero]), Err(WindowError::ZeroDuration { .. })));
-        let err = next_scheduled("not a cron", at("2026-11-25T10:00:00Z")).unwrap_err();
+        let err = next_scheduled("not a cron", Zone::UTC, at("2026-11-25T10:00:00Z")).unwrap_err();
         assert!(err.to_string().contains("'not a cron'"), "{err}");
         assert!(validate(&[win(Allow, "*/15 9-17 * * MON-FRI", "10m", &[])]).is_ok());
     }
@@ -355,7 +458,7 @@ mod tests {
             ("0 17 * * 5", "2026-11-28T00:00:00Z", "2026-12-04T17:00:00Z"),
             ("0 0 1 1 *", "2026-11-25T00:00:00Z", "2027-01-01T00:00:00Z"),
         ] {
-            assert_eq!(next_scheduled(schedule, at(after)).unwrap(), at(want), "{schedule} after {after}");
+            assert_eq!(next_scheduled(schedule, Zone::UTC, at(after)).unwrap(), at(want), "{schedule} after {after}");
         }
     }
 

@@ -150,7 +150,7 @@ pub struct PassRecord<'a> {
 }
 
 fn short(revision: &str) -> &str {
-    &revision[..revision.len().min(7)]
+    crate::model::short_revision(revision)
 }
 
 fn slots(observed: &Observed, plugin: &str) -> BTreeMap<String, SlotStatus> {
