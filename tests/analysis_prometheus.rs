@@ -195,7 +195,11 @@ async fn provider_reads_error_rate_from_a_real_prometheus() {
     assert!(m.requests_counted && m.requests >= 100.0, "{m:?}");
     assert!(m.throughput.is_some_and(|t| t > 1.0), "{m:?}");
     assert!(m.p99_ms.is_some_and(|p| p > 0.0 && p <= 5.0), "echo answers within 5 ms: {m:?}");
-    match evaluate(&m, &Thresholds { max_error_rate: Rate::from_fraction(0.01).ok(), ..Default::default() }, DEFAULT_MIN_SAMPLES) {
+    match evaluate(
+        &m,
+        &Thresholds { max_error_rate: Rate::from_fraction(0.01).ok(), ..Default::default() },
+        DEFAULT_MIN_SAMPLES,
+    ) {
         Verdict::Fail { reason } => assert!(reason.starts_with("error rate "), "{reason}"),
         other => panic!("must fail: {other}"),
     }

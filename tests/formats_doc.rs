@@ -23,8 +23,8 @@ fn docs_formats_md_is_generated_from_the_current_schemas() {
 
 #[test]
 fn readme_links_the_format_reference_inside_the_repository() {
-    let readme = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
-        .expect("README.md");
+    let readme =
+        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).expect("README.md");
     assert!(readme.contains("(docs/formats.md)"), "README links docs/formats.md");
     assert!(!readme.contains("FORMATS.md"), "README points at no formats document outside the repository");
 }

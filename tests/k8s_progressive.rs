@@ -85,10 +85,7 @@ impl ApiWatch {
     }
 }
 
-async fn setup(
-    tag: &str,
-    web: &PluginDef,
-) -> (Cluster, K8sFleet, plugsync::backend::kubernetes::KubernetesBackend) {
+async fn setup(tag: &str, web: &PluginDef) -> (Cluster, K8sFleet, plugsync::backend::kubernetes::KubernetesBackend) {
     let cluster = Cluster::connect(tag).await;
     cluster.ensure_echo_images(&[V1, V2]).await;
     let fleet = K8sFleet::new(&cluster);

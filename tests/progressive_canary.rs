@@ -215,7 +215,8 @@ async fn healthy_canary_walks_every_step_to_full_promotion() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn canary_share_holds_while_the_stable_surge_warms_up() {
     let t0 = Instant::now();
-    let web = PluginDef::new("web", V1).env("READY_DELAY_MS", "2000").rollout(&canary("[25, 100]", "2s", true, 2, 0.05));
+    let web =
+        PluginDef::new("web", V1).env("READY_DELAY_MS", "2000").rollout(&canary("[25, 100]", "2s", true, 2, 0.05));
     let (_docker, fleet, backend, _client) = setup("pcsurge", &web).await;
     let mut next = web.clone().version(V2);
     next.env.retain(|(k, _)| k != "READY_DELAY_MS");

@@ -175,7 +175,8 @@ async fn weights_are_exact_and_change_without_a_reload() {
     prepare(&docker).await;
     let echoes = instances(&docker).await;
     let first = route(&echoes, WEIGHTS[0], None);
-    let router = Router::start(&docker, "weights", &config(std::slice::from_ref(&first), &RouterPorts::default())).await;
+    let router =
+        Router::start(&docker, "weights", &config(std::slice::from_ref(&first), &RouterPorts::default())).await;
     let client = reqwest::Client::new();
     for weight in WEIGHTS {
         let at = route(&echoes, weight, None);
@@ -197,7 +198,10 @@ async fn weights_are_exact_and_change_without_a_reload() {
     eprintln!("MEASURED router log: {:?} (skipped {} lines)", seen.slots, seen.skipped);
     assert_eq!(requests(Slot::Stable) + requests(Slot::Canary), 6000.0, "every request logged once");
     assert_eq!(requests(Slot::Canary), 200.0 + 500.0 + 1000.0, "10 %, 25 % and 50 % of 2,000");
-    assert!(seen.slots.values().all(|m| m.metrics.error_rate == Some(0.0) && m.metrics.p99_ms.is_some() && m.p50_ms.is_some()));
+    assert!(seen
+        .slots
+        .values()
+        .all(|m| m.metrics.error_rate == Some(0.0) && m.metrics.p99_ms.is_some() && m.p50_ms.is_some()));
 }
 
 /// 500 ids × 5 requests per weight: ids stick to one version, only move stable → canary, and
@@ -242,7 +246,10 @@ async fn stickiness(sticky: StickyBy, header: &str, value: fn(usize) -> String) 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn correlation_ids_stick_and_only_move_forward() {
-    stickiness(StickyBy::Header("X-Correlation-Id".into()), "X-Correlation-Id", |i| format!("corr-{i:04}-{}", i * 7919)).await;
+    stickiness(StickyBy::Header("X-Correlation-Id".into()), "X-Correlation-Id", |i| {
+        format!("corr-{i:04}-{}", i * 7919)
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

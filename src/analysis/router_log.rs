@@ -39,11 +39,7 @@ pub fn parse_line(line: &str) -> Option<RouterRequest> {
     if fields.next().is_some() {
         return None;
     }
-    let slot = if server == "<NOSRV>" {
-        None
-    } else {
-        Some(slot_of(server)?)
-    };
+    let slot = if server == "<NOSRV>" { None } else { Some(slot_of(server)?) };
     Some(RouterRequest { plugin, slot, status, millis: (active >= 0.0).then_some(active) })
 }
 

@@ -100,63 +100,69 @@ pub type Causes = Arc<Mutex<BTreeMap<String, String>>>;
 /// cause of what follows and wakes the daemon at once. Reconnects after errors.
 pub fn watch_docker(docker: bollard::Docker, fleet: String, network: String, causes: Causes, wake: Arc<Notify>) {
     use futures_util::StreamExt;
-    tokio::spawn(async move {
-        loop {
-            let filters = std::collections::HashMap::from([
-                ("type".to_string(), vec!["container".to_string(), "network".to_string()]),
-                (
-                    "event".to_string(),
-                    [
-                        "die",
-                        "oom",
-                        "stop",
-                        "kill",
-                        "destroy",
-                        "update",
-                        "pause",
-                        "health_status",
-                        "disconnect",
-                        "connect",
-                    ]
-                    .iter()
-                    .map(|s| s.to_string())
-                    .collect(),
-                ),
-            ]);
-            let options = bollard::query_parameters::EventsOptions { filters: Some(filters), ..Default::default() };
-            let mut stream = docker.events(Some(options));
-            while let Some(event) = stream.next().await {
-                let Ok(event) = event else { break };
-                let action = event.action.unwrap_or_default();
-                let attributes = event.actor.and_then(|a| a.attributes).unwrap_or_default();
-                let (container, ours) = if attributes.contains_key("type") || attributes.contains_key("container") {
-                    // A network event: ours when it is the fleet's network.
-                    let name = attributes.get("name").cloned().unwrap_or_default();
-                    (attributes.get("container").cloned().unwrap_or_default(), name == network)
-                } else {
-                    let name = attributes.get("name").cloned().unwrap_or_default();
-                    let fleet_label = attributes.get(crate::plan::observed::labels::FLEET);
-                    (name.clone(), fleet_label == Some(&fleet) || name.starts_with(&format!("{fleet}-")))
-                };
-                if !ours {
-                    continue;
-                }
-                let at = event
-                    .time
-                    .and_then(|t| chrono::DateTime::from_timestamp(t, 0))
-                    .map(|t| t.format("%H:%M:%S").to_string())
-                    .unwrap_or_default();
-                tracing::info!(%action, %container, "engine event");
-                if let Ok(mut map) = causes.lock() {
-                    map.insert(container, format!("docker {action} at {at}"));
-                    if map.len() > 1000 {
-                        let first = map.keys().next().cloned().unwrap_or_default();
-                        map.remove(&first);
+    // A panic in here (a malformed event, say) restarts the watch instead of ending it.
+    super::tasks::restarting("docker events", Duration::from_secs(1), move || {
+        let (docker, fleet, network, causes, wake) =
+            (docker.clone(), fleet.clone(), network.clone(), causes.clone(), wake.clone());
+        async move {
+            loop {
+                let filters = std::collections::HashMap::from([
+                    ("type".to_string(), vec!["container".to_string(), "network".to_string()]),
+                    (
+                        "event".to_string(),
+                        [
+                            "die",
+                            "oom",
+                            "stop",
+                            "kill",
+                            "destroy",
+                            "update",
+                            "pause",
+                            "health_status",
+                            "disconnect",
+                            "connect",
+                        ]
+                        .iter()
+                        .map(|s| s.to_string())
+                        .collect(),
+                    ),
+                ]);
+                let options = bollard::query_parameters::EventsOptions { filters: Some(filters), ..Default::default() };
+                let mut stream = docker.events(Some(options));
+                while let Some(event) = stream.next().await {
+                    let Ok(event) = event else { break };
+                    let action = event.action.unwrap_or_default();
+                    let attributes = event.actor.and_then(|a| a.attributes).unwrap_or_default();
+                    let (container, ours) = if attributes.contains_key("type") || attributes.contains_key("container") {
+                        // A network event: ours when it is the fleet's network.
+                        let name = attributes.get("name").cloned().unwrap_or_default();
+                        (attributes.get("container").cloned().unwrap_or_default(), name == network)
+                    } else {
+                        let name = attributes.get("name").cloned().unwrap_or_default();
+                        let fleet_label = attributes.get(crate::plan::observed::labels::FLEET);
+                        (name.clone(), fleet_label == Some(&fleet) || name.starts_with(&format!("{fleet}-")))
+                    };
+                    if !ours {
+                        continue;
                     }
+                    let at = event
+                        .time
+                        .and_then(|t| chrono::DateTime::from_timestamp(t, 0))
+                        .map(|t| t.format("%H:%M:%S").to_string())
+                        .unwrap_or_default();
+                    tracing::info!(%action, %container, "engine event");
+                    {
+                        let mut map = super::tasks::lock(&causes);
+                        map.insert(container, format!("docker {action} at {at}"));
+                        if map.len() > 1000 {
+                            let first = map.keys().next().cloned().unwrap_or_default();
+                            map.remove(&first);
+                        }
+                    }
+                    wake.notify_one();
                 }
-                wake.notify_one();
+                tokio::time::sleep(Duration::from_secs(1)).await;
             }
-            tokio::time::sleep(Duration::from_secs(1)).await;
         }
     });
 }

@@ -1,3 +1,4 @@
 pub mod drift;
 pub mod leader;
 pub mod run;
+pub mod tasks;

@@ -1,6 +1,7 @@
 //! `plugsync run`: follow a branch, reconcile on every poll, push webhook, file change or
 //! schedule, and record the outcome on the status branch.
 
+use super::tasks;
 use crate::backend::any::{AnyBackend, BackendChoice};
 use crate::backend::Backend;
 use crate::metrics::Metrics;
@@ -48,6 +49,8 @@ pub enum DaemonError {
     Listen { address: SocketAddr, source: std::io::Error },
     #[error("{0}")]
     Task(String),
+    #[error(transparent)]
+    TaskEnded(#[from] tasks::TaskEnded),
 }
 
 /// Status commits kept for an unreachable remote before they are folded into one.
@@ -107,14 +110,15 @@ pub async fn run(
     let (commands_tx, mut commands) = mpsc::channel::<Command>(16);
     let memory = Arc::new(RolloutMemory::default());
     let retry = Arc::new(Mutex::new(Vec::<String>::new()));
+    let mut essential = tasks::Essential::default();
     {
         // Commands reach a rollout even while a pass runs: they go to the shared memory.
         let (memory, retry, trigger) = (memory.clone(), retry.clone(), trigger.clone());
-        tokio::spawn(async move {
+        essential.spawn("rollout commands", async move {
             while let Some(command) = commands.recv().await {
                 tracing::info!(?command, "rollout command");
                 match command {
-                    Command::Retry { plugin } => retry.lock().expect("retry lock").push(plugin),
+                    Command::Retry { plugin } => tasks::lock(&retry).push(plugin),
                     Command::Promote { plugin } => memory.push_control(&plugin, Control::Promote),
                     Command::Abort { plugin } => memory.push_control(&plugin, Control::Abort),
                     Command::Pause { plugin } => memory.push_control(&plugin, Control::Pause),
@@ -141,7 +145,10 @@ pub async fn run(
             })?;
             let flag = Arc::new(std::sync::atomic::AtomicBool::new(false));
             tracing::info!(lease = %lease.name, identity = %lease.identity, "leader election on");
-            tokio::spawn(super::leader::run(client.clone(), lease.clone(), flag.clone(), trigger.clone()));
+            essential.spawn(
+                "leader election",
+                super::leader::run(client.clone(), lease.clone(), flag.clone(), trigger.clone()),
+            );
             Some((flag, client, lease.clone()))
         }
         None => None,
@@ -161,12 +168,18 @@ pub async fn run(
             leading: leader.as_ref().map(|(flag, _, _)| flag.clone()),
         };
         let mut stop = stop_rx.clone();
-        tokio::spawn(async move {
+        let mut stop_for_server = stop_rx.clone();
+        essential.spawn("HTTP server", async move {
             let quit = async move {
                 let _ = stop.wait_for(|s| *s).await;
             };
             if let Err(e) = server::serve(listener, state, quit).await {
                 tracing::error!(error = %e, "HTTP server stopped");
+            }
+            // Stopping on shutdown is expected (the main loop returns); anything else ends
+            // the daemon.
+            if *stop_for_server.borrow_and_update() {
+                std::future::pending::<()>().await;
             }
         });
     }
@@ -204,6 +217,10 @@ pub async fn run(
             _ = tokio::time::sleep(interval) => {}
             _ = tokio::time::sleep(next_cron) => tracing::info!("scheduled full reconcile"),
             _ = trigger.notified() => tracing::info!("woken by a push or a command"),
+            ended = essential.ended() => {
+                tracing::error!(error = %ended, "an essential task ended");
+                return Err(DaemonError::TaskEnded(ended));
+            }
             _ = stop_rx.wait_for(|s| *s) => {
                 tracing::info!("shutting down");
                 if let Some((flag, client, lease)) = &leader {
@@ -273,7 +290,7 @@ impl Daemon {
     async fn load_statuses(&mut self) {
         let cache = self.cache.clone();
         let branch = self.status_branch.clone();
-        match blocking(move || status::read(&cache.lock().expect("git cache lock"), &branch)).await {
+        match blocking(move || status::read(&tasks::lock(&cache), &branch)).await {
             Ok(Ok((_, statuses))) => {
                 // Rollouts in flight when the last daemon stopped (or was killed) resume.
                 for (plugin, status) in &statuses {
@@ -291,7 +308,7 @@ impl Daemon {
     /// Fetches and reads the new revision; problems keep the last good state.
     async fn refresh(&mut self) -> (Option<Oid>, Vec<String>, bool) {
         let cache = self.cache.clone();
-        let fetched = blocking(move || cache.lock().expect("git cache lock").fetch()).await;
+        let fetched = blocking(move || tasks::lock(&cache).fetch()).await;
         let tip = match fetched {
             Ok(Ok(tip)) => {
                 self.metrics.git_fetch(true);
@@ -311,7 +328,7 @@ impl Daemon {
         let cache = self.cache.clone();
         let (previous, mut files, subdir) = (self.revision, std::mem::take(&mut self.files), self.config.path.clone());
         let read = blocking(move || {
-            let cache = cache.lock().expect("git cache lock");
+            let cache = tasks::lock(&cache);
             let rewritten = previous.is_some_and(|p| !cache.is_ancestor(p, tip));
             let result = match previous {
                 Some(p) if !rewritten => cache.update(&mut files, p, tip, subdir.as_deref()).map(|_| files),
@@ -455,7 +472,7 @@ impl Daemon {
             self.load_statuses().await;
             self.statuses_from = Some(self.status_branch.clone());
         }
-        let retry = std::mem::take(&mut *self.retry.lock().expect("retry lock"));
+        let retry = std::mem::take(&mut *tasks::lock(&self.retry));
         let held = self.failed_holds(fleet, &retry);
         let now = chrono::Utc::now();
         let backend = self.backend(fleet).await?;
@@ -549,7 +566,8 @@ impl Daemon {
 
     /// What the engine's event stream said about each finding's instance.
     fn with_causes(&self, mut findings: Vec<crate::plan::drift::Finding>) -> Vec<crate::plan::drift::Finding> {
-        if let Ok(causes) = self.causes.lock() {
+        {
+            let causes = tasks::lock(&self.causes);
             for f in findings.iter_mut().filter(|f| !f.instance.is_empty()) {
                 f.cause = causes.get(&f.instance).cloned();
             }
@@ -620,7 +638,7 @@ impl Daemon {
         let cache = self.cache.clone();
         let branch = self.status_branch.clone();
         let commits = self.pending_status.clone();
-        match blocking(move || status::write(&cache.lock().expect("git cache lock"), &branch, &commits)).await {
+        match blocking(move || status::write(&tasks::lock(&cache), &branch, &commits)).await {
             Ok(Ok(outcome)) => {
                 self.pending_status.clear();
                 if !outcome.commits.is_empty() {

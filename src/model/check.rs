@@ -1,7 +1,7 @@
 //! Semantic checks the schema cannot express: ids, dependencies, bindings, weights, policies.
 
-use super::document::pointer_segment;
 use super::diagnostic::Diagnostic;
+use super::document::pointer_segment;
 use super::load::{Binding, Context, FoundPlugin, Located};
 use super::manifest::PluginManifest;
 use super::policy::{AbConfig, RolloutPolicy};
@@ -29,7 +29,9 @@ fn schedules(cx: &mut Context, config: &super::FleetConfig) {
     let Some(path) = super::load::CONFIG_NAMES.iter().find(|n| cx.docs.contains_key(**n)).copied() else { return };
     let mut found = Vec::new();
     if let Some(schedule) = &config.schedule {
-        if let Err(e) = super::windows::next_scheduled(schedule, super::windows::Zone::UTC, chrono::DateTime::UNIX_EPOCH) {
+        if let Err(e) =
+            super::windows::next_scheduled(schedule, super::windows::Zone::UTC, chrono::DateTime::UNIX_EPOCH)
+        {
             found.push(
                 cx.doc_diag("cron", path, "/schedule")
                     .found(format!("{schedule:?}"))
@@ -84,11 +86,8 @@ struct DependencyGraph {
 
 impl DependencyGraph {
     fn of(cx: &Context, fleet: &Fleet) -> DependencyGraph {
-        let mut edges: BTreeMap<String, (String, Vec<String>)> = fleet
-            .plugins
-            .values()
-            .map(|p| (p.id.clone(), (p.source.clone(), p.manifest.depends_on.clone())))
-            .collect();
+        let mut edges: BTreeMap<String, (String, Vec<String>)> =
+            fleet.plugins.values().map(|p| (p.id.clone(), (p.source.clone(), p.manifest.depends_on.clone()))).collect();
         for (id, paths) in &cx.ids_seen {
             let (false, Some(path)) = (edges.contains_key(id), paths.first()) else { continue };
             let raw = cx.docs.get(path).and_then(|d| d.value.get("dependsOn")).and_then(|v| v.as_array());

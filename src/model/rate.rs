@@ -8,8 +8,7 @@ use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
 
 /// What a rate field must hold, for error messages and the schema's descriptions.
-pub const RATE_EXPECTED: &str =
-    "a rate: a fraction from 0 to 1 (0.05 = 5 %) or a percentage string such as \"5%\"";
+pub const RATE_EXPECTED: &str = "a rate: a fraction from 0 to 1 (0.05 = 5 %) or a percentage string such as \"5%\"";
 
 /// A share from 0 to 1.
 #[derive(Debug, Clone, Copy, PartialEq, PartialOrd, Default)]

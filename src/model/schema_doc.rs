@@ -79,11 +79,8 @@ fn fields(root: &Value, node: &Value, prefix: &str, rows: &mut Vec<String>, dept
         }
         let path = if prefix.is_empty() { name.clone() } else { format!("{prefix}.{name}") };
         let target = resolve(root, raw);
-        let description = raw
-            .get("description")
-            .or_else(|| target.get("description"))
-            .and_then(Value::as_str)
-            .unwrap_or("");
+        let description =
+            raw.get("description").or_else(|| target.get("description")).and_then(Value::as_str).unwrap_or("");
         let yes = if required.contains(&name.as_str()) { "yes" } else { "" };
         rows.push(format!("| `{path}` | {} | {yes} | {} |", type_of(root, raw), cell(description)));
         // Depth bound: the schemas nest at most a few levels; a cycle of $refs must not loop.

@@ -417,8 +417,14 @@ mod tests {
             assert_eq!(d.allowed, allowed, "{now} ({why}): {}", d.reason);
         }
         let berlin = Zone::Named(Tz::Europe__Berlin);
-        assert_eq!(next_scheduled("0 9 * * *", berlin, at("2026-03-28T12:00:00Z")).unwrap(), at("2026-03-29T07:00:00Z"));
-        assert_eq!(next_scheduled("0 9 * * *", berlin, at("2026-10-24T12:00:00Z")).unwrap(), at("2026-10-25T08:00:00Z"));
+        assert_eq!(
+            next_scheduled("0 9 * * *", berlin, at("2026-03-28T12:00:00Z")).unwrap(),
+            at("2026-03-29T07:00:00Z")
+        );
+        assert_eq!(
+            next_scheduled("0 9 * * *", berlin, at("2026-10-24T12:00:00Z")).unwrap(),
+            at("2026-10-25T08:00:00Z")
+        );
         // 02:30 does not exist on 2026-03-29 in Berlin and happens twice on 2026-10-25: the
         // schedule still runs once a day and never panics.
         let spring = next_scheduled("30 2 * * *", berlin, at("2026-03-28T12:00:00Z")).unwrap();

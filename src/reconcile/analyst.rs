@@ -129,8 +129,14 @@ impl<'a> Analyst<'a> {
                 if self.uses_builtin() {
                     extra.extend(counter_metrics(&self.analysis(), ma, mb));
                 }
-                let decision =
-                    verdict::ab_decide(ma, mb, &ab.decision_metrics, &extra, ab.winner_threshold.percent(), self.min_samples());
+                let decision = verdict::ab_decide(
+                    ma,
+                    mb,
+                    &ab.decision_metrics,
+                    &extra,
+                    ab.winner_threshold.percent(),
+                    self.min_samples(),
+                );
                 self.evidence.ab = Some(AbResult {
                     winner: decision.winner,
                     inconclusive: decision.inconclusive,

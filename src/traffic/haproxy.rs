@@ -109,10 +109,9 @@ pub fn weight_commands(routes: &[Route]) -> Vec<String> {
     routes
         .iter()
         .flat_map(|route| {
-            route
-                .weights()
-                .into_iter()
-                .map(move |(server, weight)| format!("set server {}/{server} weight {weight}", backend_name(&route.plugin)))
+            route.weights().into_iter().map(move |(server, weight)| {
+                format!("set server {}/{server} weight {weight}", backend_name(&route.plugin))
+            })
         })
         .collect()
 }

@@ -3,12 +3,7 @@ use super::*;
 use std::net::Ipv4Addr;
 
 fn server(slot: Slot, n: u8) -> Server {
-    Server {
-        name: format!("{}-{n}", slot.as_str()),
-        slot,
-        address: IpAddr::V4(Ipv4Addr::new(10, 0, 0, n)),
-        port: 8080,
-    }
+    Server { name: format!("{}-{n}", slot.as_str()), slot, address: IpAddr::V4(Ipv4Addr::new(10, 0, 0, n)), port: 8080 }
 }
 
 fn route(stable: u8, canary: u8, canary_percent: f64) -> Route {
@@ -66,13 +61,20 @@ fn a_slot_with_a_share_keeps_a_weight_and_one_without_gets_none() {
     let none = route(3, 1, 0.0);
     assert_eq!(none.weights().last().map(|(_, w)| *w), Some(0));
     let empty_slot = Route { servers: vec![server(Slot::Stable, 1)], ..route(1, 0, 30.0) };
-    assert_eq!(empty_slot.weights(), vec![("stable-1".to_string(), MAX_WEIGHT)], "a slot without servers takes nothing");
+    assert_eq!(
+        empty_slot.weights(),
+        vec![("stable-1".to_string(), MAX_WEIGHT)],
+        "a slot without servers takes nothing"
+    );
 }
 
 #[test]
 fn raising_the_canary_share_only_moves_weight_towards_the_canary() {
     let steps = [1.0, 5.0, 10.0, 25.0, 33.0, 50.0, 75.0, 99.0, 100.0];
-    let sticky = |stable, canary, p| Route { sticky: Some(StickyBy::Header("X-Correlation-Id".into())), ..route(stable, canary, p) };
+    let sticky = |stable, canary, p| Route {
+        sticky: Some(StickyBy::Header("X-Correlation-Id".into())),
+        ..route(stable, canary, p)
+    };
     for (stable, canary) in [(3u8, 1u8), (1, 1), (1, 3), (5, 2)] {
         let weights: Vec<Vec<u16>> =
             steps.iter().map(|p| sticky(stable, canary, *p).weights().into_iter().map(|(_, w)| w).collect()).collect();
