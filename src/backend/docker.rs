@@ -61,6 +61,12 @@ impl DockerBackend {
 
     fn refused(&self, action: &'static str, subject: impl Into<String>, e: bollard::errors::Error) -> BackendError {
         match e {
+            bollard::errors::Error::DockerResponseServerError { status_code: 404, .. } => {
+                BackendError::NotFound { engine: ENGINE, action, subject: subject.into(), source: Box::new(e) }
+            }
+            bollard::errors::Error::DockerResponseServerError { status_code, .. } if status_code >= 500 => {
+                BackendError::Engine { engine: ENGINE, action, subject: subject.into(), source: Box::new(e) }
+            }
             bollard::errors::Error::DockerResponseServerError { message, .. } => {
                 BackendError::Refused { engine: ENGINE, action, subject: subject.into(), detail: message }
             }
@@ -302,19 +308,31 @@ impl Backend for DockerBackend {
             .list_containers(Some(options))
             .await
             .map_err(|e| self.refused("list containers of fleet", fleet, e))?;
-        let ids: Vec<String> = summaries.into_iter().filter_map(|s| s.id).collect();
-        let inspected = join_all(ids.iter().map(|id| self.inspect(id))).await;
-        let mut instances = Vec::new();
-        for result in inspected {
+        let listed: Vec<(String, String)> = summaries
+            .into_iter()
+            .filter_map(|s| {
+                let plugin = s.labels.as_ref().and_then(|l| l.get(labels::PLUGIN)).cloned().unwrap_or_default();
+                Some((s.id?, plugin))
+            })
+            .collect();
+        let inspected = join_all(listed.iter().map(|(id, _)| self.inspect(id))).await;
+        let mut observed = Observed::default();
+        for (result, (_, plugin)) in inspected.into_iter().zip(listed) {
             match result {
-                Ok(i) => instances.extend(self.instance(i)),
+                Ok(i) => observed.instances.extend(self.instance(i)),
                 // Removed between list and inspect: it is gone, which is what observe reports.
-                Err(BackendError::Refused { .. }) => {}
+                Err(BackendError::NotFound { .. }) => {}
+                // Anything else says nothing about the container: its plugin is unobserved
+                // this pass, and nothing is planned for it.
+                Err(e @ (BackendError::Engine { .. } | BackendError::Refused { .. })) => {
+                    tracing::warn!(plugin, error = %e, "instance could not be inspected");
+                    observed.unobserved.entry(plugin).or_insert_with(|| e.to_string());
+                }
                 Err(e) => return Err(e),
             }
         }
-        instances.sort_by(|a, b| (&a.plugin, &a.name).cmp(&(&b.plugin, &b.name)));
-        Ok(Observed { instances })
+        observed.instances.sort_by(|a, b| (&a.plugin, &a.name).cmp(&(&b.plugin, &b.name)));
+        Ok(observed)
     }
 
     async fn start(&self, request: StartRequest<'_>) -> Result<Instance, BackendError> {

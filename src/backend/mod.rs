@@ -18,9 +18,30 @@ pub enum BackendError {
     Unreachable { engine: &'static str, endpoint: String, detail: String },
     #[error("{engine} refused to {action} {subject}: {detail}")]
     Refused { engine: &'static str, action: &'static str, subject: String, detail: String },
+    /// The engine says the object does not exist (HTTP 404): gone, not an engine fault.
+    #[error("{engine} has no {subject} to {action}")]
+    NotFound {
+        engine: &'static str,
+        action: &'static str,
+        subject: String,
+        #[source]
+        source: EngineCause,
+    },
+    /// The engine failed (HTTP 5xx, a broken answer): nothing is known about the object.
+    #[error("{engine} failed to {action} {subject}: {source}")]
+    Engine {
+        engine: &'static str,
+        action: &'static str,
+        subject: String,
+        #[source]
+        source: EngineCause,
+    },
     #[error("secretEnv {name}: {detail}")]
     Secret { name: String, detail: String },
 }
+
+/// The engine client's own error, kept as the source.
+pub type EngineCause = Box<dyn std::error::Error + Send + Sync>;
 
 /// Secret values resolved at apply time. Debug never shows them.
 #[derive(Clone, Default)]

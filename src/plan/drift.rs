@@ -93,7 +93,11 @@ pub fn detect(
 ) -> Vec<Finding> {
     let mut findings = Vec::new();
     for plugin in fleet.plugins.values() {
-        if plugin.manifest.suspended || intentional.contains_key(&plugin.id) {
+        // Unobserved (an engine error): nothing known, so nothing is drift.
+        if plugin.manifest.suspended
+            || intentional.contains_key(&plugin.id)
+            || observed.unobserved.contains_key(&plugin.id)
+        {
             continue;
         }
         let instances: Vec<&Instance> = observed.of_plugin(&plugin.id).collect();

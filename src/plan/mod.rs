@@ -66,6 +66,15 @@ pub struct Plan {
     /// Changes not started now: outside a sync window, or a revision that already failed.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub held: Vec<Held>,
+    /// Plugins the engine could not be read for: nothing is changed for them this pass.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unobserved: Vec<Unobserved>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Unobserved {
+    pub plugin: String,
+    pub reason: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -104,9 +113,20 @@ pub enum DesiredHealth {
 pub fn plan(fleet: &Fleet, observed: &Observed, desired: DesiredHealth) -> Plan {
     let mut changes = Vec::new();
     let mut suspended = Vec::new();
+    let unobserved: Vec<Unobserved> = observed
+        .unobserved
+        .iter()
+        .map(|(plugin, why)| Unobserved {
+            plugin: plugin.clone(),
+            reason: format!("the engine could not tell what runs ({why}); nothing changes for it this pass"),
+        })
+        .collect();
     for plugin in fleet.plugins.values() {
         if plugin.manifest.suspended {
             suspended.push(plugin.id.clone());
+            continue;
+        }
+        if observed.unobserved.contains_key(&plugin.id) {
             continue;
         }
         let instances: Vec<&Instance> = observed.of_plugin(&plugin.id).collect();
@@ -124,8 +144,12 @@ pub fn plan(fleet: &Fleet, observed: &Observed, desired: DesiredHealth) -> Plan 
         }
     }
     let mut refused = Vec::new();
-    let gone: Vec<String> =
-        observed.plugins().into_iter().filter(|p| !fleet.plugins.contains_key(*p)).map(str::to_string).collect();
+    let gone: Vec<String> = observed
+        .plugins()
+        .into_iter()
+        .filter(|p| !fleet.plugins.contains_key(*p) && !observed.unobserved.contains_key(*p))
+        .map(str::to_string)
+        .collect();
     if !gone.is_empty() {
         let running = observed.plugins().len();
         let fraction = gone.len() as f64 / running.max(1) as f64;
@@ -158,7 +182,14 @@ pub fn plan(fleet: &Fleet, observed: &Observed, desired: DesiredHealth) -> Plan 
             })),
         }
     }
-    Plan { fleet: fleet.config.fleet.clone(), changes: order(changes), refused, suspended, held: Vec::new() }
+    Plan {
+        fleet: fleet.config.fleet.clone(),
+        changes: order(changes),
+        refused,
+        suspended,
+        held: Vec::new(),
+        unobserved,
+    }
 }
 
 /// What traffic a progressive rollout will really give the new version on a replica-weighted

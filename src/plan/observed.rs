@@ -147,6 +147,10 @@ impl Instance {
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Observed {
     pub instances: Vec<Instance>,
+    /// Plugins the engine could not tell about this time (an error other than "no such
+    /// object"), with why: nothing is planned, repaired or pruned for them.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub unobserved: std::collections::BTreeMap<String, String>,
 }
 
 impl Observed {

@@ -43,6 +43,9 @@ pub fn text(plan: &Plan) -> String {
     for s in &plan.suspended {
         let _ = writeln!(out, "  ‖ {s} is suspended: left as it runs");
     }
+    for u in &plan.unobserved {
+        let _ = writeln!(out, "  ? {} not observed: {}", u.plugin, u.reason);
+    }
     out
 }
 
@@ -71,6 +74,9 @@ pub fn markdown(plan: &Plan) -> String {
     }
     for r in &plan.refused {
         let _ = writeln!(out, "\n> **Refused** to remove {}: {}", r.plugins.join(", "), r.reason);
+    }
+    for u in &plan.unobserved {
+        let _ = writeln!(out, "\n> **Not observed** `{}`: {}", u.plugin, u.reason.replace('|', "\\|"));
     }
     out
 }

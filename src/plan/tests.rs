@@ -45,7 +45,7 @@ pub(super) fn running(fleet: &Fleet) -> Observed {
             }
         }
     }
-    Observed { instances }
+    Observed { instances, ..Default::default() }
 }
 
 fn kinds(plan: &Plan) -> Vec<(String, ChangeKind, String)> {
@@ -153,4 +153,25 @@ fn plan_renders_every_kind() {
     assert_eq!(json["changes"][0]["kind"], "update");
     let quiet = render::text(&super::plan(&before, &running(&before), DesiredHealth::Complete));
     assert!(quiet.contains("no changes"), "{quiet}");
+}
+
+/// Issue 10, defect 8: a plugin the engine could not be read for (an inspect answering 500)
+/// is neither recreated, updated, nor pruned; the plan says why.
+#[test]
+fn defect_8_an_engine_error_is_not_a_missing_container() {
+    let f = fleet(&[manifest("crm", "1.1.0", ""), manifest("ok", "1.0.0", "")]);
+    let before = fleet(&[manifest("old", "1.0.0", "")]);
+    let mut observed = running(&before);
+    // `crm`'s container failed to inspect: none of its instances is known.
+    observed.unobserved.insert("crm".into(), "Docker failed to inspect container c1: HTTP 500".into());
+    observed.unobserved.insert("old".into(), "Docker failed to inspect container c2: HTTP 500".into());
+    let plan = plan(&f, &observed, DesiredHealth::Complete);
+    assert_eq!(kinds(&plan).iter().map(|(p, k, _)| (p.as_str(), *k)).collect::<Vec<_>>(), [("ok", ChangeKind::Create)]);
+    assert!(plan.refused.is_empty(), "an unobserved plugin is not pruned either: {plan:?}");
+    let unobserved: Vec<&str> = plan.unobserved.iter().map(|u| u.plugin.as_str()).collect();
+    assert_eq!(unobserved, ["crm", "old"]);
+    assert!(plan.unobserved[0].reason.contains("HTTP 500"), "{:?}", plan.unobserved);
+    assert!(crate::plan::render::text(&plan).contains("? crm not observed"), "{}", crate::plan::render::text(&plan));
+    let drift = crate::plan::drift::detect(&f, &observed, &BTreeMap::new(), &[], &BTreeSet::from(["crm".to_string()]));
+    assert!(drift.iter().all(|d| d.plugin != "crm"), "no drift for what could not be observed: {drift:?}");
 }

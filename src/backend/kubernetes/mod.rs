@@ -84,11 +84,18 @@ impl KubernetesBackend {
     }
 
     fn refused(&self, action: &'static str, subject: impl Into<String>, e: kube::Error) -> BackendError {
+        let subject = format!("{} in namespace {}", subject.into(), self.namespace);
         match e {
+            kube::Error::Api(ref status) if status.code == 404 => {
+                BackendError::NotFound { engine: ENGINE, action, subject, source: Box::new(e) }
+            }
+            kube::Error::Api(ref status) if status.code >= 500 => {
+                BackendError::Engine { engine: ENGINE, action, subject, source: Box::new(e) }
+            }
             kube::Error::Api(status) => BackendError::Refused {
                 engine: ENGINE,
                 action,
-                subject: format!("{} in namespace {}", subject.into(), self.namespace),
+                subject,
                 detail: format!("{} ({})", status.message, status.code),
             },
             other => {
@@ -586,7 +593,7 @@ impl Backend for KubernetesBackend {
             instances.extend(placeholders(d, have));
         }
         instances.sort_by(|a, b| (&a.plugin, &a.name).cmp(&(&b.plugin, &b.name)));
-        Ok(Observed { instances })
+        Ok(Observed { instances, ..Default::default() })
     }
 
     async fn start(&self, request: StartRequest<'_>) -> Result<Instance, BackendError> {
