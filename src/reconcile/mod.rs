@@ -58,6 +58,25 @@ impl Report {
     }
 }
 
+#[cfg(test)]
+mod clock_tests;
+
+/// Where rollout timestamps come from. Rollout state outlives a pass (and, through the status
+/// branch, the process), so every reading must share one origin: the Unix epoch.
+pub trait Clock: Send + Sync {
+    /// Milliseconds since the Unix epoch.
+    fn now_ms(&self) -> u64;
+}
+
+/// The host's wall clock.
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> u64 {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+    }
+}
+
 /// Receives one line per notable step, for people watching (`reconcile`, `demo`).
 pub type Narrator<'a> = &'a (dyn Fn(&str) + Sync);
 
@@ -67,7 +86,7 @@ pub struct Reconciler<'a, B: Backend> {
     pub revision: &'a str,
     pub narrate: Narrator<'a>,
     client: reqwest::Client,
-    clock: Instant,
+    clock: &'a dyn Clock,
     memory: Option<&'a RolloutMemory>,
     /// Cleared when this replica loses its Lease: it stops applying at the next step.
     leading: Option<&'a std::sync::atomic::AtomicBool>,
@@ -83,11 +102,17 @@ impl<'a, B: Backend> Reconciler<'a, B> {
             revision,
             narrate,
             client: probe::client(),
-            clock: Instant::now(),
+            clock: &SystemClock,
             memory: None,
             leading: None,
             applied: None,
         }
+    }
+
+    /// Where rollout time comes from (tests pass a clock they move by hand).
+    pub fn with_clock(mut self, clock: &'a dyn Clock) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// Rollout state and people's commands that outlive one pass (the daemon's).
@@ -262,7 +287,7 @@ impl<'a, B: Backend> Reconciler<'a, B> {
                 unreachable_since = None;
                 let evidence = analyst.evidence(&state, &instances).await;
                 let control = self.memory.and_then(|m| m.take_control(&plugin.id));
-                let now_ms = self.clock.elapsed().as_millis() as u64;
+                let now_ms = self.clock.now_ms();
                 let input =
                     StepInput { target, instances: &instances, state: &state, now_ms, evidence: &evidence, control };
                 let step = strategy.step(&input);
