@@ -16,4 +16,5 @@ pub mod server;
 pub mod source;
 pub mod status;
 pub mod strategy;
+pub mod tls;
 pub mod traffic;

@@ -110,6 +110,7 @@ pub(crate) fn parse_environment(text: &str) -> Result<Environment, String> {
 }
 
 fn main() -> ExitCode {
+    plugsync::tls::install_default_provider();
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("PLUGSYNC_LOG").unwrap_or_else(|_| "warn".into()))

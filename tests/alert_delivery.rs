@@ -93,7 +93,7 @@ impl Alertmanager {
     }
 
     async fn wait_ready(&mut self) {
-        let client = reqwest::Client::new();
+        let client = plugsync::tls::http_client();
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
@@ -112,7 +112,7 @@ impl Alertmanager {
     /// alerts there; resolved ones are never listed).
     async fn alerts(&self) -> Vec<Value> {
         let url = format!("{}/api/v2/alerts", self.url);
-        let response = reqwest::get(&url).await.unwrap_or_else(|e| panic!("GET {url}: {e}"));
+        let response = plugsync::tls::http_client().get(&url).send().await.unwrap_or_else(|e| panic!("GET {url}: {e}"));
         assert!(response.status().is_success(), "GET {url}: {}", response.status());
         match response.json::<Value>().await {
             Ok(Value::Array(alerts)) => alerts,

@@ -29,7 +29,7 @@ async fn window_measures_error_rate_and_latency_of_real_containers() {
         Echo::start(&docker, "failing", &["ERROR_RATE=0.3"]),
         Echo::start(&docker, "slow", &["LATENCY_MS=50"]),
     );
-    let client = reqwest::Client::new();
+    let client = plugsync::tls::http_client();
     let canary = failing.instance("echo", Slot::Canary);
     let stable = slow.instance("echo", Slot::Stable);
 
@@ -97,7 +97,7 @@ async fn window_survives_restarts_and_scrape_failures() {
     let docker = docker().await;
     prepare(&docker).await;
     let mut echo = Echo::start(&docker, "restarting", &["ERROR_RATE=0.5"]).await;
-    let client = reqwest::Client::new();
+    let client = plugsync::tls::http_client();
     let instance = echo.instance("echo", Slot::Canary);
     let mut unreachable = echo.instance("echo", Slot::Canary);
     unreachable.id = "no-address".into();

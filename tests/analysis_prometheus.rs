@@ -60,7 +60,7 @@ impl Prometheus {
     }
 
     async fn wait_ready(&mut self) {
-        let client = reqwest::Client::new();
+        let client = plugsync::tls::http_client();
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
@@ -106,7 +106,7 @@ fn free_port() -> u16 {
 /// Sends GET / to the echo at a steady pace until stopped (bounded to 90 s).
 fn traffic(ip: std::net::IpAddr, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<usize> {
     tokio::spawn(async move {
-        let client = reqwest::Client::new();
+        let client = plugsync::tls::http_client();
         let url = format!("http://{ip}:8080/");
         let until = Instant::now() + Duration::from_secs(90);
         let mut sent = 0;
@@ -130,7 +130,7 @@ async fn provider_reads_error_rate_from_a_real_prometheus() {
     let echo = Echo::start(&docker, "prom-target", &["ERROR_RATE=0.3"]).await;
     let prometheus = Prometheus::start(&format!("{}:8080", echo.ip), &[("plugin", "crm"), ("slot", "canary")]).await;
     let started = t0.elapsed();
-    let client = reqwest::Client::new();
+    let client = plugsync::tls::http_client();
     let stop = Arc::new(AtomicBool::new(false));
     let sender = traffic(echo.ip, stop.clone());
 

@@ -110,7 +110,7 @@ impl Echo {
     }
 
     async fn wait_healthy(&self) {
-        let client = reqwest::Client::new();
+        let client = plugsync::tls::http_client();
         let url = format!("http://{}:8080/health", self.ip);
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {

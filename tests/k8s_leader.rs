@@ -119,7 +119,7 @@ impl Replica {
     /// `POST /api/v1/plugins/web/rollout/retry` with the token: the HTTP status.
     async fn rollout_retry(&self) -> Option<u16> {
         let url = format!("http://127.0.0.1:{}/api/v1/plugins/web/rollout/retry", self.port);
-        let response = reqwest::Client::new().post(&url).bearer_auth(API_TOKEN).send().await.ok()?;
+        let response = plugsync::tls::http_client().post(&url).bearer_auth(API_TOKEN).send().await.ok()?;
         Some(response.status().as_u16())
     }
 
@@ -133,7 +133,7 @@ impl Replica {
 
     async fn get(&self, path: &str) -> Option<String> {
         let url = format!("http://127.0.0.1:{}{path}", self.port);
-        let response = reqwest::Client::new().get(&url).timeout(Duration::from_secs(5)).send().await.ok()?;
+        let response = plugsync::tls::http_client().get(&url).timeout(Duration::from_secs(5)).send().await.ok()?;
         response.status().is_success().then_some(())?;
         response.text().await.ok()
     }
@@ -277,7 +277,7 @@ async fn web_health(cluster: &Cluster) -> Result<String, String> {
         .map(|p| p.container_port)
         .unwrap_or(8080);
     let url = format!("http://{ip}:{port}/health");
-    let response = reqwest::Client::new()
+    let response = plugsync::tls::http_client()
         .get(&url)
         .timeout(Duration::from_secs(3))
         .send()

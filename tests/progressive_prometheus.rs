@@ -62,7 +62,7 @@ impl Prometheus {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {PROMETHEUS}: {e}"));
         let mut p = Prometheus { child, url: format!("http://127.0.0.1:{port}"), dir };
-        let client = reqwest::Client::new();
+        let client = plugsync::tls::http_client();
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Ok(Some(status)) = p.child.try_wait() {
@@ -161,7 +161,7 @@ async fn prometheus_verdict_rolls_back_a_bad_canary() {
     let stop = Arc::new(AtomicBool::new(false));
     let targets = keep_targets_current(fleet.network.clone(), fleet.name.clone(), prometheus.targets(), stop.clone());
     // Prometheus scrapes the stable instance before the rollout starts.
-    let client_http = reqwest::Client::new();
+    let client_http = plugsync::tls::http_client();
     let provider = plugsync::analysis::PrometheusProvider::new(prometheus.url.clone(), Default::default());
     let deadline = Instant::now() + Duration::from_secs(20);
     let up = loop {

@@ -70,7 +70,7 @@ impl Router {
         let url = format!("http://{}:8404/healthz", self.ip);
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
-            match reqwest::Client::new().get(&url).timeout(Duration::from_secs(1)).send().await {
+            match plugsync::tls::http_client().get(&url).timeout(Duration::from_secs(1)).send().await {
                 Ok(r) if r.status().is_success() => return,
                 other if Instant::now() > deadline => {
                     let logs = container_logs(docker, &self.id).await;
@@ -177,7 +177,7 @@ async fn weights_are_exact_and_change_without_a_reload() {
     let first = route(&echoes, WEIGHTS[0], None);
     let router =
         Router::start(&docker, "weights", &config(std::slice::from_ref(&first), &RouterPorts::default())).await;
-    let client = reqwest::Client::new();
+    let client = plugsync::tls::http_client();
     for weight in WEIGHTS {
         let at = route(&echoes, weight, None);
         set_weights(&router, &at).await;
@@ -213,7 +213,7 @@ async fn stickiness(sticky: StickyBy, header: &str, value: fn(usize) -> String) 
     let first = route(&echoes, WEIGHTS[0], Some(sticky.clone()));
     let tag = header.to_ascii_lowercase().replace(|c: char| !c.is_ascii_alphanumeric(), "");
     let router = Router::start(&docker, &tag, &config(std::slice::from_ref(&first), &RouterPorts::default())).await;
-    let client = reqwest::Client::new();
+    let client = plugsync::tls::http_client();
     let mut previous: BTreeMap<usize, bool> = BTreeMap::new();
     for weight in WEIGHTS {
         set_weights(&router, &route(&echoes, weight, Some(sticky.clone()))).await;

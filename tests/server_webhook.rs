@@ -44,7 +44,7 @@ impl Server {
         let task = tokio::spawn(serve(listener, state, async {
             let _ = stopped.await;
         }));
-        Server { base, trigger, commands, client: reqwest::Client::new(), stop: Some(stop), task: Some(task) }
+        Server { base, trigger, commands, client: plugsync::tls::http_client(), stop: Some(stop), task: Some(task) }
     }
 
     async fn hook(&self, headers: &[(&str, String)], body: &str) -> (u16, String) {

@@ -42,6 +42,8 @@ pub struct DispatcherOptions {
     /// Base URL of plugsync's HTTP API for Alertmanager's `generatorURL`
     /// (`{base}/api/v1/plugins/{plugin}`); none by default.
     pub generator_url: Option<String>,
+    /// PEM bundles trusted for https channels besides the host's CAs.
+    pub ca_bundles: Vec<std::path::PathBuf>,
 }
 
 impl DispatcherOptions {
@@ -55,6 +57,7 @@ impl DispatcherOptions {
             request_timeout: Duration::from_secs(5),
             firing_ttl: ttl,
             generator_url: None,
+            ca_bundles: Vec::new(),
         }
     }
 }
@@ -215,12 +218,12 @@ impl Dispatcher {
         for channel in &channels {
             channel.check()?;
         }
-        let client = reqwest::Client::builder()
+        let builder = crate::tls::builder()
             .timeout(options.request_timeout)
             .connect_timeout(options.request_timeout)
-            .user_agent(concat!("plugsync/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| AlertError::Client { detail: e.to_string() })?;
+            .user_agent(concat!("plugsync/", env!("CARGO_PKG_VERSION")));
+        let client = crate::tls::client(builder, &options.ca_bundles)
+            .map_err(|e| AlertError::Client { detail: crate::analysis::error_chain(&e) })?;
         let sender = Arc::new(Sender {
             client,
             context: AlertmanagerContext {
@@ -451,10 +454,13 @@ mod tests {
 
     #[tokio::test]
     async fn bad_urls_are_refused_up_front() {
-        let config =
-            AlertsConfig { slack: vec!["https://hooks.slack.com/services/x".into()], ..AlertsConfig::default() };
+        let config = AlertsConfig { slack: vec!["ftp://hooks.slack.com/services/x".into()], ..AlertsConfig::default() };
         let got = Dispatcher::new(&config, None);
-        assert!(matches!(got, Err(AlertError::UnsupportedScheme { channel: "slack", .. })), "{got:?}");
+        assert!(matches!(got, Err(AlertError::InvalidUrl { channel: "slack", .. })), "{got:?}");
+        // https is a URL like any other now (issue 10, defect 5).
+        let https =
+            AlertsConfig { slack: vec!["https://hooks.slack.com/services/x".into()], ..AlertsConfig::default() };
+        assert!(Dispatcher::new(&https, None).is_ok());
     }
 
     #[tokio::test]

@@ -133,11 +133,6 @@ impl RolloutEventKind {
 pub enum AlertError {
     #[error("{channel} URL `{url}` is invalid: {detail}")]
     InvalidUrl { channel: &'static str, url: String, detail: String },
-    #[error(
-        "{channel} URL `{url}` uses {scheme}://, but this build of plugsync only speaks plain http:// \
-         (reqwest without TLS); put an http relay in front of the receiver"
-    )]
-    UnsupportedScheme { channel: &'static str, url: String, scheme: String },
     #[error("the alert dispatcher must be created inside a Tokio runtime")]
     NoRuntime,
     #[error("building the HTTP client for alerts failed: {detail}")]
@@ -165,7 +160,7 @@ impl AlertError {
     /// A short, fixed label for logs.
     pub fn metric_label(&self) -> &'static str {
         match self {
-            AlertError::InvalidUrl { .. } | AlertError::UnsupportedScheme { .. } => "config",
+            AlertError::InvalidUrl { .. } => "config",
             AlertError::NoRuntime | AlertError::Client { .. } => "setup",
             AlertError::Encode { .. } => "encode",
             AlertError::Request { .. } => "unreachable",

@@ -64,7 +64,7 @@ impl AnalysisError {
 }
 
 /// An error and its sources on one line ("error sending request: … : connection refused").
-pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
+pub fn error_chain(err: &dyn std::error::Error) -> String {
     let mut text = err.to_string();
     let mut source = err.source();
     while let Some(s) = source {

@@ -233,8 +233,12 @@ fn oid_short(oid: git2::Oid) -> String {
 pub async fn rollout(action: &str, plugin: &str, server: &str) -> anyhow::Result<ExitCode> {
     let token = std::env::var("PLUGSYNC_API_TOKEN").context("PLUGSYNC_API_TOKEN must hold the daemon's API token")?;
     let url = format!("{}/api/v1/plugins/{plugin}/rollout/{action}", server.trim_end_matches('/'));
-    let response =
-        reqwest::Client::new().post(&url).bearer_auth(token).send().await.with_context(|| format!("POST {url}"))?;
+    let response = plugsync::tls::http_client()
+        .post(&url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .with_context(|| format!("POST {url}"))?;
     let status = response.status();
     let body = response.text().await.unwrap_or_default();
     println!("{status}: {body}");

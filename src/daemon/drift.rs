@@ -172,24 +172,34 @@ pub fn watch_docker(docker: bollard::Docker, fleet: String, network: String, cau
 /// background, never blocking the loop.
 pub struct Notifier {
     config: crate::model::config::AlertsConfig,
+    tls: crate::model::config::TlsConfig,
     dispatcher: crate::alert::Dispatcher,
     incidents: crate::alert::Incidents,
 }
 
 impl Notifier {
-    /// Built for `config`; an unusable channel (an `https://` URL in this build, a bad URL)
+    /// Built for `config`; an unusable channel (a bad URL, an unreadable CA bundle)
     /// is reported and the log channel alone is used.
-    pub fn new(config: &crate::model::config::AlertsConfig, metrics: Arc<crate::metrics::Metrics>) -> Notifier {
-        let dispatcher = crate::alert::Dispatcher::new(config, Some(metrics.clone())).unwrap_or_else(|e| {
+    pub fn new(
+        config: &crate::model::config::AlertsConfig,
+        tls: &crate::model::config::TlsConfig,
+        metrics: Arc<crate::metrics::Metrics>,
+    ) -> Notifier {
+        let options = crate::alert::DispatcherOptions {
+            ca_bundles: crate::tls::extra_bundles(tls.ca_bundle.as_deref()),
+            ..crate::alert::DispatcherOptions::for_config(config)
+        };
+        let made = crate::alert::Dispatcher::with_options(config, Some(metrics.clone()), options);
+        let dispatcher = made.unwrap_or_else(|e| {
             tracing::error!(error = %e, "alert channels unusable; alerts go to the log only");
             crate::alert::Dispatcher::new(&Default::default(), Some(metrics)).expect("the log channel needs no URL")
         });
         let incidents = crate::alert::Incidents::new(crate::alert::repeat_interval(config));
-        Notifier { config: config.clone(), dispatcher, incidents }
+        Notifier { config: config.clone(), tls: tls.clone(), dispatcher, incidents }
     }
 
-    pub fn is_for(&self, config: &crate::model::config::AlertsConfig) -> bool {
-        self.config == *config
+    pub fn is_for(&self, config: &crate::model::config::AlertsConfig, tls: &crate::model::config::TlsConfig) -> bool {
+        self.config == *config && self.tls == *tls
     }
 
     /// Findings of one check over the whole fleet (every plugin, clean ones too, so open

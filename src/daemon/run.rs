@@ -506,8 +506,9 @@ impl Daemon {
             .filter_map(|c| fleet.plugins.get(&c.plugin).map(|p| (c.plugin.clone(), combined_hash(p))))
             .collect();
         let report = reconciler.apply_plan(plan).await?;
-        if self.notifier.as_ref().is_none_or(|n| !n.is_for(&fleet.config.alerts)) {
-            self.notifier = Some(super::drift::Notifier::new(&fleet.config.alerts, self.metrics.clone()));
+        if self.notifier.as_ref().is_none_or(|n| !n.is_for(&fleet.config.alerts, &fleet.config.tls)) {
+            self.notifier =
+                Some(super::drift::Notifier::new(&fleet.config.alerts, &fleet.config.tls, self.metrics.clone()));
         }
         if let Some(notifier) = &self.notifier {
             notifier.rollouts(&fleet.config.fleet, &report);

@@ -29,6 +29,9 @@ pub struct FleetConfig {
     pub windows: Vec<SyncWindow>,
     #[serde(default)]
     pub alerts: AlertsConfig,
+    /// Outgoing HTTPS: extra CAs to trust.
+    #[serde(default)]
+    pub tls: TlsConfig,
     #[serde(default)]
     pub drift: DriftMode,
     #[serde(default)]
@@ -54,6 +57,7 @@ impl Default for FleetConfig {
             time_zone: None,
             windows: Vec::new(),
             alerts: AlertsConfig::default(),
+            tls: TlsConfig::default(),
             drift: DriftMode::default(),
             healing: Healing::default(),
             prune: true,
@@ -181,6 +185,15 @@ fn default_flap_limit() -> u32 {
 }
 fn default_flap_window() -> Span {
     Span::from_secs(600)
+}
+
+/// Trust for plugsync's outgoing HTTPS (alerts, Prometheus); the host's CAs are always trusted.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TlsConfig {
+    /// A PEM bundle on the host running plugsync, trusted besides the host's CAs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_bundle: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]

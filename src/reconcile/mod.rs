@@ -101,7 +101,7 @@ impl<'a, B: Backend> Reconciler<'a, B> {
             fleet,
             revision,
             narrate,
-            client: probe::client(),
+            client: probe::client(&crate::tls::extra_bundles(fleet.config.tls.ca_bundle.as_deref())),
             clock: &SystemClock,
             memory: None,
             leading: None,

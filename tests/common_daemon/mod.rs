@@ -601,7 +601,7 @@ fn runtime() -> tokio::runtime::Runtime {
 
 pub fn http_get(url: &str) -> Option<(u16, String)> {
     runtime().block_on(async {
-        let r = reqwest::Client::new().get(url).timeout(Duration::from_secs(5)).send().await.ok()?;
+        let r = plugsync::tls::http_client().get(url).timeout(Duration::from_secs(5)).send().await.ok()?;
         let code = r.status().as_u16();
         Some((code, r.text().await.unwrap_or_default()))
     })
@@ -609,7 +609,7 @@ pub fn http_get(url: &str) -> Option<(u16, String)> {
 
 pub fn http_post(url: &str, headers: &[(&str, String)], body: &[u8]) -> (u16, String) {
     runtime().block_on(async {
-        let mut request = reqwest::Client::new().post(url).timeout(Duration::from_secs(10)).body(body.to_vec());
+        let mut request = plugsync::tls::http_client().post(url).timeout(Duration::from_secs(10)).body(body.to_vec());
         for (k, v) in headers {
             request = request.header(*k, v);
         }

@@ -312,7 +312,7 @@ impl EndpointsClient {
         let api: Api<k8s_openapi::api::core::v1::Endpoints> = cluster.api();
         let (service, s, c) = (service.to_string(), stop.clone(), counts.clone());
         let task = tokio::spawn(async move {
-            let http = reqwest::Client::builder().timeout(Duration::from_secs(2)).build().expect("client");
+            let http = plugsync::tls::builder().timeout(Duration::from_secs(2)).build().expect("client");
             let mut n = 0usize;
             let mut addresses: Vec<String> = Vec::new();
             let mut refreshed = Instant::now() - Duration::from_secs(1);
