@@ -127,60 +127,68 @@ impl DockerBackend {
     }
 
     fn instance(&self, inspect: ContainerInspectResponse) -> Option<Instance> {
-        let config = inspect.config?;
-        let image = config.image.clone().unwrap_or_default();
-        let env = config.env.clone().unwrap_or_default();
-        let host = inspect.host_config.clone().unwrap_or_default();
-        let label = config.labels?;
-        let get = |k: &str| label.get(k).cloned().unwrap_or_default();
-        let state = inspect.state.unwrap_or_default();
-        let status = state.status.map(|s| s.to_string()).unwrap_or_default();
-        let endpoint = inspect.network_settings.and_then(|n| n.networks).and_then(|mut n| n.remove(&self.network));
-        let plugin = get(labels::PLUGIN);
-        let serving = endpoint.as_ref().and_then(|e| e.aliases.as_ref()).is_some_and(|a| a.contains(&plugin));
-        let on_network = endpoint.is_some();
-        let address = endpoint.and_then(|e| e.ip_address).filter(|ip| !ip.is_empty()).and_then(|ip| ip.parse().ok());
-        let mut run_state = RunState::parse(&status);
-        if run_state == RunState::Running && address.is_none() {
-            // Running but on no fleet network (a crash between detach and attach): nobody can
-            // reach it, so it is as good as dead and gets replaced.
-            run_state = RunState::Dead;
-        }
-        let spec = serde_json::from_str::<InstanceSpec>(&get(labels::SPEC)).ok();
-        let runtime = Runtime {
-            image: normalise_image(&image),
-            // Only what the spec sets: the image's own ENV is not drift, secrets never shown.
-            env: env
-                .iter()
-                .filter_map(|kv| kv.split_once('='))
-                .filter(|(k, _)| spec.as_ref().is_some_and(|s| s.env.contains_key(*k)))
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            nano_cpus: host.nano_cpus.filter(|n| *n > 0),
-            memory: host.memory.filter(|m| *m > 0),
-            on_network,
-            status: status.clone(),
-            exit_code: state.exit_code,
-        };
-        Some(Instance {
-            id: inspect.id?,
-            name: inspect.name.unwrap_or_default().trim_start_matches('/').to_string(),
-            slot: Slot::parse(&get(labels::SLOT)).unwrap_or(Slot::Stable),
-            version: get(labels::VERSION),
-            spec_hash: get(labels::SPEC_HASH),
-            spec,
-            revision: get(labels::REVISION),
-            state: run_state,
-            serving,
-            address,
-            ready: None,
-            oom_killed: state.oom_killed.unwrap_or(false),
-            restart_count: inspect.restart_count.unwrap_or(0).max(0) as u32,
-            runtime: Some(runtime),
-            plugin,
-        })
+        instance_of(inspect, &self.network)
     }
+}
 
+/// An instance rebuilt from what Docker says of a container (labels, state, network), pure.
+/// Labels and state are outside input: anything unexpected gives `None` or defaults.
+pub fn instance_of(inspect: ContainerInspectResponse, network: &str) -> Option<Instance> {
+    let config = inspect.config?;
+    let image = config.image.clone().unwrap_or_default();
+    let env = config.env.clone().unwrap_or_default();
+    let host = inspect.host_config.clone().unwrap_or_default();
+    let label = config.labels?;
+    let get = |k: &str| label.get(k).cloned().unwrap_or_default();
+    let state = inspect.state.unwrap_or_default();
+    let status = state.status.map(|s| s.to_string()).unwrap_or_default();
+    let endpoint = inspect.network_settings.and_then(|n| n.networks).and_then(|mut n| n.remove(network));
+    let plugin = get(labels::PLUGIN);
+    let serving = endpoint.as_ref().and_then(|e| e.aliases.as_ref()).is_some_and(|a| a.contains(&plugin));
+    let on_network = endpoint.is_some();
+    let address = endpoint.and_then(|e| e.ip_address).filter(|ip| !ip.is_empty()).and_then(|ip| ip.parse().ok());
+    let mut run_state = RunState::parse(&status);
+    if run_state == RunState::Running && address.is_none() {
+        // Running but on no fleet network (a crash between detach and attach): nobody can
+        // reach it, so it is as good as dead and gets replaced.
+        run_state = RunState::Dead;
+    }
+    let spec = serde_json::from_str::<InstanceSpec>(&get(labels::SPEC)).ok();
+    let runtime = Runtime {
+        image: normalise_image(&image),
+        // Only what the spec sets: the image's own ENV is not drift, secrets never shown.
+        env: env
+            .iter()
+            .filter_map(|kv| kv.split_once('='))
+            .filter(|(k, _)| spec.as_ref().is_some_and(|s| s.env.contains_key(*k)))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        nano_cpus: host.nano_cpus.filter(|n| *n > 0),
+        memory: host.memory.filter(|m| *m > 0),
+        on_network,
+        status: status.clone(),
+        exit_code: state.exit_code,
+    };
+    Some(Instance {
+        id: inspect.id?,
+        name: inspect.name.unwrap_or_default().trim_start_matches('/').to_string(),
+        slot: Slot::parse(&get(labels::SLOT)).unwrap_or(Slot::Stable),
+        version: get(labels::VERSION),
+        spec_hash: get(labels::SPEC_HASH),
+        spec,
+        revision: get(labels::REVISION),
+        state: run_state,
+        serving,
+        address,
+        ready: None,
+        oom_killed: state.oom_killed.unwrap_or(false),
+        restart_count: inspect.restart_count.unwrap_or(0).max(0) as u32,
+        runtime: Some(runtime),
+        plugin,
+    })
+}
+
+impl DockerBackend {
     /// Connects with or without the alias, keeping `address` when the network allows it.
     async fn attach(
         &self,

@@ -76,9 +76,17 @@ pub fn read(cache: &GitCache, branch: &str) -> Result<(Option<FleetStatus>, BTre
 }
 
 pub fn read_at(cache: &GitCache, tip: git2::Oid) -> (Option<FleetStatus>, BTreeMap<String, PluginStatus>) {
+    read_files(cache.files_under(tip, "status/"))
+}
+
+/// The status branch's files (path, bytes) → fleet and plugin statuses. Whatever someone
+/// pushed there is outside input: unreadable files are skipped, never a panic.
+pub fn read_files(
+    files: impl IntoIterator<Item = (String, Vec<u8>)>,
+) -> (Option<FleetStatus>, BTreeMap<String, PluginStatus>) {
     let mut plugins = BTreeMap::new();
     let mut fleet = None;
-    for (path, bytes) in cache.files_under(tip, "status/") {
+    for (path, bytes) in files {
         let Ok(text) = std::str::from_utf8(&bytes) else { continue };
         if path == "status/fleet.yaml" {
             fleet = serde_saphyr::from_str::<FleetStatus>(text).ok();
