@@ -26,6 +26,8 @@ enum Command {
         /// Environment whose overlays and default policy apply (overrides plugsync.yaml).
         #[arg(long, value_parser = parse_environment)]
         environment: Option<Environment>,
+        #[command(flatten)]
+        admission: cli::admission::AdmissionArgs,
     },
     /// Show what a reconcile would change on the live engine. Exit 0 no changes, 3 changes
     /// pending, 1 invalid fleet.
@@ -38,6 +40,8 @@ enum Command {
         environment: Option<Environment>,
         #[command(flatten)]
         backend: cli::apply::BackendArgs,
+        #[command(flatten)]
+        admission: cli::admission::AdmissionArgs,
     },
     /// Apply the fleet to the live engine through each plugin's strategy.
     Reconcile {
@@ -57,6 +61,8 @@ enum Command {
         environment: Option<Environment>,
         #[command(flatten)]
         backend: cli::apply::BackendArgs,
+        #[command(flatten)]
+        admission: cli::admission::AdmissionArgs,
     },
     /// Build the sample images and walk through create, rolling update and rollback on the
     /// local Docker engine.
@@ -93,7 +99,7 @@ enum Command {
         server: String,
     },
     /// Print an embedded JSON Schema: plugin-manifest, rollout-policy, fleet-config,
-    /// environment-overlay.
+    /// environment-overlay, admission-policy.
     Schema { name: String },
 }
 
@@ -125,17 +131,21 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Validate { path, format, environment } => {
+        Command::Validate { path, format, environment, admission } => {
+            let policy = admission.policy()?;
             let files = plugsync::source::dir::read_fleet_dir(&path)?;
             let loaded = model::load(&files, environment);
-            print!("{}", cli::validate::render(&loaded, &path.display().to_string(), format));
-            Ok(if loaded.is_valid() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+            let refused = model::admission::admit(&policy, &loaded.fleet);
+            print!("{}", cli::validate::render(&loaded, &path.display().to_string(), format, &refused));
+            Ok(if loaded.is_valid() && refused.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
-        Command::Plan { path, format, environment, backend } => {
+        Command::Plan { path, format, environment, backend, admission } => {
+            let policy = admission.policy()?;
             let local = plugsync::source::load_dir(&path, environment)?;
-            runtime()?.block_on(cli::apply::plan(&local.loaded, &local.revision, format, &backend.choice()))
+            runtime()?.block_on(cli::apply::plan(&local.loaded, &local.revision, format, &backend.choice(), &policy))
         }
-        Command::Reconcile { path, once: _, json, detect_only, environment, backend } => {
+        Command::Reconcile { path, once: _, json, detect_only, environment, backend, admission } => {
+            let policy = admission.policy()?;
             let local = plugsync::source::load_dir(&path, environment)?;
             if detect_only {
                 return runtime()?.block_on(cli::apply::detect(
@@ -145,7 +155,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     &backend.choice(),
                 ));
             }
-            runtime()?.block_on(cli::apply::reconcile(&local.loaded, &local.revision, json, &backend.choice()))
+            runtime()?.block_on(cli::apply::reconcile(&local.loaded, &local.revision, json, &backend.choice(), &policy))
         }
         Command::Run(args) => runtime()?.block_on(cli::daemon::run(args)),
         Command::Status { plugin, remote, status_branch } => {

@@ -36,6 +36,8 @@ pub struct DaemonConfig {
     pub watch: bool,
     /// Elect a leader among replicas with this Lease (Kubernetes); only the leader applies.
     pub lease: Option<super::leader::LeaseConfig>,
+    /// Guard rails from outside the fleet repo; refused plugins are left as they run.
+    pub admission: crate::model::admission::AdmissionPolicy,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -465,6 +467,7 @@ impl Daemon {
             reconciler = reconciler.with_leadership(flag);
         }
         let mut plan: Plan = reconciler.plan(desired).await?;
+        plan.refuse_admission(crate::model::admission::admit(&self.config.admission, fleet));
         for (plugin, reason) in &held {
             plan.hold(plugin, reason);
         }
