@@ -112,16 +112,24 @@ pub(crate) fn parse_environment(text: &str) -> Result<Environment, String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("PLUGSYNC_LOG").unwrap_or_else(|_| "warn".into()))
-        .with_writer(std::io::stderr)
-        .init();
+    tracing_subscriber::fmt().with_env_filter(log_filter()).with_writer(std::io::stderr).init();
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::from(2)
         }
+    }
+}
+
+/// `PLUGSYNC_LOG` (default `warn`), except that bollard never logs below `warn`, whatever was
+/// asked: at `debug` it prints every Docker request and response body, and those carry the
+/// containers' environment, `secretEnv` values included.
+fn log_filter() -> tracing_subscriber::EnvFilter {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PLUGSYNC_LOG").unwrap_or_else(|_| "warn".into());
+    match "bollard=warn".parse() {
+        Ok(cap) => filter.add_directive(cap),
+        Err(_) => filter,
     }
 }
 
