@@ -146,3 +146,30 @@ async fn reconcile_once_with_admission_creates_the_admitted_plugin_and_leaves_th
     let after = container_ids(&list_fleet_containers(&docker, &fleet.name).await, "wide");
     assert_eq!(after, before, "the refused plugin is left exactly as it runs");
 }
+
+#[path = "common_daemon/mod.rs"]
+#[allow(dead_code)]
+mod common_daemon;
+
+/// The daemon takes the policy from its own flags: the refused plugin is never created, the
+/// other one converges, and status and log name the rule.
+#[test]
+fn the_daemon_refuses_by_its_own_flags_and_the_rest_of_the_fleet_proceeds() {
+    use common_daemon::*;
+    let (fleet, network) = names("admit");
+    let repo = Repo::new();
+    repo.write("plugsync.yaml", &fleet_yaml(&fleet, &network));
+    repo.write(&plugin_path("small"), &plugin_yaml("small", V1, &[], ""));
+    repo.write(&plugin_path("wide"), &plugin_yaml("wide", V1, &[], "").replace("replicas: 1", "replicas: 3"));
+    repo.commit_push("small and wide");
+    let daemon = Daemon::start(&fleet, &network, DaemonOptions::new(repo.url(), "1s").arg("--max-replicas").arg("2"));
+    wait_converged(&repo, &daemon, "small", V1, std::time::Duration::from_secs(60));
+    wait_for(
+        "the refusal in status/fleet.yaml",
+        std::time::Duration::from_secs(20),
+        || repo.status_text("status/fleet.yaml").is_some_and(|t| t.contains("refused by admission rule maxReplicas")),
+        || format!("{}\n{}", repo.status_text("status/fleet.yaml").unwrap_or_default(), daemon.log_tail()),
+    );
+    assert!(containers(&fleet).iter().all(|c| c.plugin != "wide"), "wide is not created: {:#?}", containers(&fleet));
+    assert!(daemon.log().contains("plugin wide refused by admission rule maxReplicas"), "{}", daemon.log_tail());
+}

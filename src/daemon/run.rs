@@ -468,6 +468,9 @@ impl Daemon {
         }
         let mut plan: Plan = reconciler.plan(desired).await?;
         plan.refuse_admission(crate::model::admission::admit(&self.config.admission, fleet));
+        for r in &plan.admission {
+            tracing::warn!(plugin = %r.plugin, rule = %r.rule, "{r}; left as it runs");
+        }
         for (plugin, reason) in &held {
             plan.hold(plugin, reason);
         }
