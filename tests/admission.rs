@@ -148,7 +148,6 @@ async fn reconcile_once_with_admission_creates_the_admitted_plugin_and_leaves_th
 }
 
 #[path = "common_daemon/mod.rs"]
-#[allow(dead_code)]
 mod common_daemon;
 
 /// The daemon takes the policy from its own flags: the refused plugin is never created, the

@@ -1,8 +1,10 @@
 use super::*;
 use crate::model::{load, FileSet};
 
-/// A fleet of plugins given as (id, image, replicas, cpu, memory); empty cpu/memory = no limit.
-fn fleet(plugins: &[(&str, &str, u32, &str, &str)]) -> Fleet {
+/// (id, image, replicas, cpu, memory); an empty cpu/memory means no limit.
+type Def<'a> = (&'a str, &'a str, u32, &'a str, &'a str);
+
+fn fleet(plugins: &[Def]) -> Fleet {
     let mut files = FileSet::new();
     for (id, image, replicas, cpu, memory) in plugins {
         let mut resources = Vec::new();
@@ -31,14 +33,14 @@ fn policy(yaml: &str) -> AdmissionPolicy {
 }
 
 /// (plugin, rule) of every refusal, for compact table assertions.
-fn verdict(policy_yaml: &str, plugins: &[(&str, &str, u32, &str, &str)]) -> Vec<(String, Rule)> {
+fn verdict(policy_yaml: &str, plugins: &[Def]) -> Vec<(String, Rule)> {
     admit(&policy(policy_yaml), &fleet(plugins)).into_iter().map(|r| (r.plugin, r.rule)).collect()
 }
 
 #[test]
 fn each_per_instance_rule_refuses_only_the_plugin_that_breaks_it() {
     let ok = ("ok", "registry.example.com/ok:1", 2, "500m", "256Mi");
-    let cases: &[(&str, (&str, &str, u32, &str, &str), Rule)] = &[
+    let cases: &[(&str, Def, Rule)] = &[
         (
             "allowedImagePrefixes: [registry.example.com/]",
             ("bad", "evil.example/x:1", 1, "1", "1Gi"),
