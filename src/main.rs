@@ -145,14 +145,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let policy = admission.policy()?;
             let files = plugsync::source::dir::read_fleet_dir(&path)?;
             let loaded = model::load(&files, environment);
-            let refused = model::admission::admit(&policy, &loaded.fleet);
+            let mut refused = model::admission::admit(&policy, &loaded.fleet);
+            model::admission::locate(&mut refused, &files);
             print!("{}", cli::validate::render(&loaded, &path.display().to_string(), format, &refused));
             Ok(if loaded.is_valid() && refused.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
         Command::Plan { path, format, environment, backend, admission } => {
             let policy = admission.policy()?;
             let local = plugsync::source::load_dir(&path, environment)?;
-            runtime()?.block_on(cli::apply::plan(&local.loaded, &local.revision, format, &backend.choice(), &policy))
+            let refused = cli::admission::judge(&policy, &local.loaded.fleet, &path)?;
+            runtime()?.block_on(cli::apply::plan(&local.loaded, &local.revision, format, &backend.choice(), refused))
         }
         Command::Reconcile { path, once: _, json, detect_only, environment, backend, admission } => {
             let policy = admission.policy()?;
@@ -165,7 +167,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     &backend.choice(),
                 ));
             }
-            runtime()?.block_on(cli::apply::reconcile(&local.loaded, &local.revision, json, &backend.choice(), &policy))
+            let refused = cli::admission::judge(&policy, &local.loaded.fleet, &path)?;
+            runtime()?.block_on(cli::apply::reconcile(&local.loaded, &local.revision, json, &backend.choice(), refused))
         }
         Command::Run(args) => runtime()?.block_on(cli::daemon::run(args)),
         Command::Status { plugin, remote, status_branch } => {

@@ -56,6 +56,14 @@ fn validate_with_admission_shows_the_verdict_in_every_format_and_exits_1() {
         }
         assert!(!stdout.contains("plugin ok refused"), "{format}: ok is inside the rules\n{stdout}");
     }
+    // The refusal points at the line of the field in the manifest.
+    let out = plugsync_cli(&["validate", dir, "--admission", file]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("plugins/big/plugin.yaml:3: plugin big refused by admission rule maxReplicas"), "{stdout}");
+    assert!(
+        stdout.contains("plugins/big/plugin.yaml:4: plugin big refused by admission rule allowedImagePrefixes"),
+        "{stdout}"
+    );
     let out = plugsync_cli(&["validate", dir, "--admission", file, "--format", "json"]);
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json output");
     assert_eq!(json["valid"], false);

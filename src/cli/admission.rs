@@ -2,7 +2,8 @@
 //! fleet repo, so a pull request cannot loosen it.
 
 use anyhow::Context;
-use plugsync::model::admission::AdmissionPolicy;
+use plugsync::model::admission::{admit, locate, AdmissionPolicy, Refusal};
+use plugsync::model::Fleet;
 use plugsync::model::{Cpu, Memory};
 use std::path::PathBuf;
 
@@ -64,4 +65,13 @@ impl AdmissionArgs {
             max_fleet_memory: self.max_fleet_memory,
         }))
     }
+}
+
+/// The policy's verdict on a fleet read from `dir`, each refusal with its manifest line.
+pub fn judge(policy: &AdmissionPolicy, fleet: &Fleet, dir: &std::path::Path) -> anyhow::Result<Vec<Refusal>> {
+    let mut refused = admit(policy, fleet);
+    if !refused.is_empty() {
+        locate(&mut refused, &plugsync::source::dir::read_fleet_dir(dir)?);
+    }
+    Ok(refused)
 }

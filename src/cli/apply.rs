@@ -1,7 +1,7 @@
 //! `plugsync plan` and `plugsync reconcile --once` against the live backend.
 
 use plugsync::backend::any::{AnyBackend, BackendChoice};
-use plugsync::model::admission::{admit, AdmissionPolicy};
+use plugsync::model::admission::Refusal;
 use plugsync::model::{BackendKind, Fleet, Loaded};
 use plugsync::plan::{render, DesiredHealth};
 use plugsync::reconcile::{Reconciler, Report, Result_};
@@ -63,13 +63,13 @@ pub async fn plan(
     revision: &str,
     format: PlanFormat,
     choice: &BackendChoice,
-    admission: &AdmissionPolicy,
+    refused: Vec<Refusal>,
 ) -> anyhow::Result<ExitCode> {
     let desired = health(loaded);
     let backend = connect(&loaded.fleet, choice).await?;
     let quiet = |_: &str| {};
     let mut plan = Reconciler::new(&backend, &loaded.fleet, revision, &quiet).plan(desired).await?;
-    plan.refuse_admission(admit(admission, &loaded.fleet));
+    plan.refuse_admission(refused);
     print!(
         "{}",
         match format {
@@ -92,7 +92,7 @@ pub async fn reconcile(
     revision: &str,
     json: bool,
     choice: &BackendChoice,
-    admission: &AdmissionPolicy,
+    refused: Vec<Refusal>,
 ) -> anyhow::Result<ExitCode> {
     let desired = health(loaded);
     let backend = connect(&loaded.fleet, choice).await?;
@@ -106,7 +106,7 @@ pub async fn reconcile(
     let report = async {
         let mut plan = reconciler.plan(desired).await?;
         // Refused plugins are left exactly as they run; the rest of the fleet proceeds.
-        plan.refuse_admission(admit(admission, &loaded.fleet));
+        plan.refuse_admission(refused);
         reconciler.apply_plan(plan).await
     }
     .instrument(span)

@@ -467,7 +467,9 @@ impl Daemon {
             reconciler = reconciler.with_leadership(flag);
         }
         let mut plan: Plan = reconciler.plan(desired).await?;
-        plan.refuse_admission(crate::model::admission::admit(&self.config.admission, fleet));
+        let mut refused = crate::model::admission::admit(&self.config.admission, fleet);
+        crate::model::admission::locate(&mut refused, &self.files);
+        plan.refuse_admission(refused);
         for r in &plan.admission {
             tracing::warn!(plugin = %r.plugin, rule = %r.rule, "{r}; left as it runs");
         }

@@ -6,7 +6,7 @@ use super::diagnostic::Diagnostic;
 use super::document::{field_path, Document};
 use super::quantity::{Cpu, Memory};
 use super::schema::SchemaKind;
-use super::{Fleet, Plugin};
+use super::{FileSet, Fleet, Plugin};
 use crate::backend::docker::normalise_image;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -67,6 +67,9 @@ pub struct Refusal {
     pub rule: Rule,
     /// Manifest file, relative to the fleet root.
     pub file: String,
+    /// Line of `field` in `file`, once `locate` found it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<usize>,
     /// Manifest field the rule reads, e.g. `runtime.resources.cpu`.
     pub field: String,
     pub found: String,
@@ -75,10 +78,14 @@ pub struct Refusal {
 
 impl fmt::Display for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "{}:{line}", self.file)?,
+            None => write!(f, "{}", self.file)?,
+        }
         write!(
             f,
-            "{}: plugin {} refused by admission rule {}: {} found {}, allowed {}",
-            self.file, self.plugin, self.rule, self.field, self.found, self.allowed
+            ": plugin {} refused by admission rule {}: {} found {}, allowed {}",
+            self.plugin, self.rule, self.field, self.found, self.allowed
         )
     }
 }
@@ -199,7 +206,15 @@ fn demand(plugin: &Plugin) -> (u64, u64) {
 }
 
 fn refusal(plugin: &Plugin, rule: Rule, field: &str, found: String, allowed: String) -> Refusal {
-    Refusal { plugin: plugin.id.clone(), rule, file: plugin.source.clone(), field: field.into(), found, allowed }
+    Refusal {
+        plugin: plugin.id.clone(),
+        rule,
+        file: plugin.source.clone(),
+        line: None,
+        field: field.into(),
+        found,
+        allowed,
+    }
 }
 
 fn plugin_refusals(policy: &AdmissionPolicy, plugin: &Plugin) -> Vec<Refusal> {
@@ -256,6 +271,24 @@ fn plugin_refusals(policy: &AdmissionPolicy, plugin: &Plugin) -> Vec<Refusal> {
         }
     }
     out
+}
+
+/// Fills in the line of each refusal's field from the fleet's files (the bytes `admit` judged).
+/// A value an environment overlay set is located in the manifest all the same: that is where
+/// the plugin's author looks first.
+pub fn locate(refusals: &mut [Refusal], files: &FileSet) {
+    for r in refusals.iter_mut() {
+        let pointer = match r.rule {
+            Rule::AllowedImagePrefixes => "/runtime/image",
+            Rule::MaxReplicas => "/replicas",
+            Rule::MaxCpu | Rule::MaxFleetCpu => "/runtime/resources/cpu",
+            Rule::MaxMemory | Rule::MaxFleetMemory => "/runtime/resources/memory",
+        };
+        let Some(bytes) = files.get(&r.file) else { continue };
+        if let Ok(doc) = Document::parse(&r.file, bytes) {
+            r.line = doc.locate(pointer).map(|(line, _)| line);
+        }
+    }
 }
 
 /// A prefix spelled like an image reference is normalised like one: `nginx` →

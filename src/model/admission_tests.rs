@@ -111,6 +111,13 @@ fn a_refusal_names_rule_plugin_field_found_and_allowed() {
         text,
         "plugins/crm/plugin.yaml: plugin crm refused by admission rule maxReplicas: replicas found 5, allowed at most 2"
     );
+    let mut files = FileSet::new();
+    let manifest = "id: crm\nversion: 1.0.0\nruntime:\n  image: crm:1\nreplicas: 5\n";
+    files.insert("plugins/crm/plugin.yaml".into(), manifest.as_bytes().to_vec());
+    let mut located = refusals.clone();
+    locate(&mut located, &files);
+    assert_eq!(located[0].line, Some(5));
+    assert!(located[0].to_string().starts_with("plugins/crm/plugin.yaml:5: plugin crm"), "{}", located[0]);
     let refusals = admit(&policy("allowedImagePrefixes: [ghcr.io/acme/]"), &fleet(&[("crm", "nginx", 1, "", "")]));
     assert_eq!(refusals[0].found, "\"nginx\" (normalised docker.io/library/nginx:latest)");
     assert_eq!(refusals[0].allowed, "an image under ghcr.io/acme/");
