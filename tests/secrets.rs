@@ -71,6 +71,15 @@ impl Receiver {
     }
 }
 
+/// Removes what the CLI passes created should the test fail before the daemon takes over.
+struct RemoveOnDrop(String, String);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        remove_fleet(&self.0, &self.1);
+    }
+}
+
 fn text(out: &std::process::Output) -> String {
     format!(
         "exit {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
@@ -96,6 +105,7 @@ fn secret_env_value_appears_in_no_output_of_cli_daemon_api_status_or_alerts() {
     );
     repo.commit_push("web with a secret");
     remove_fleet(&fleet, &network);
+    let _cli_fleet = RemoveOnDrop(fleet.clone(), network.clone());
     let dir = repo.work.to_str().expect("utf-8 path").to_string();
     let env = [(SOURCE_VAR, secret.as_str()), ("PLUGSYNC_LOG", "debug"), ("NO_COLOR", "1")];
 
@@ -110,18 +120,20 @@ fn secret_env_value_appears_in_no_output_of_cli_daemon_api_status_or_alerts() {
         outputs.push((format!("plan --format {format}"), text(&out)));
     }
     let out = plugsync(&["reconcile", &dir, "--once"], &env);
-    // The daemon's Drop removes the fleet even if an assertion below fails.
-    let mut daemon = Daemon::start(
-        &fleet,
-        &network,
-        DaemonOptions::new(repo.url(), "1s").env(SOURCE_VAR, &secret).env("PLUGSYNC_LOG", "debug"),
-    );
     assert_eq!(out.status.code(), Some(0), "reconcile --once: {}", text(&out));
     outputs.push(("reconcile --once".into(), text(&out)));
     let out = plugsync(&["reconcile", &dir, "--once", "--json"], &env);
     outputs.push(("reconcile --once --json".into(), text(&out)));
     let out = plugsync(&["reconcile", &dir, "--once", "--detect-only", "--json"], &env);
     outputs.push(("reconcile --once --detect-only".into(), text(&out)));
+
+    // Started only now: it first removes the fleet the CLI made (never two plugsync processes
+    // creating the fleet's network at once), and its Drop removes the fleet at the end.
+    let mut daemon = Daemon::start(
+        &fleet,
+        &network,
+        DaemonOptions::new(repo.url(), "1s").env(SOURCE_VAR, &secret).env("PLUGSYNC_LOG", "debug"),
+    );
 
     // Not vacuous: the container really has the secret.
     wait_converged(&repo, &daemon, "web", V1, Duration::from_secs(60));
