@@ -14,6 +14,8 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once per process: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Check a fleet directory: schemas, references, dependencies, versions. Exit 0 valid, 1 not.
@@ -26,6 +28,8 @@ enum Command {
         /// Environment whose overlays and default policy apply (overrides plugsync.yaml).
         #[arg(long, value_parser = parse_environment)]
         environment: Option<Environment>,
+        #[command(flatten)]
+        admission: cli::admission::AdmissionArgs,
     },
     /// Show what a reconcile would change on the live engine. Exit 0 no changes, 3 changes
     /// pending, 1 invalid fleet.
@@ -38,6 +42,8 @@ enum Command {
         environment: Option<Environment>,
         #[command(flatten)]
         backend: cli::apply::BackendArgs,
+        #[command(flatten)]
+        admission: cli::admission::AdmissionArgs,
     },
     /// Apply the fleet to the live engine through each plugin's strategy.
     Reconcile {
@@ -57,6 +63,8 @@ enum Command {
         environment: Option<Environment>,
         #[command(flatten)]
         backend: cli::apply::BackendArgs,
+        #[command(flatten)]
+        admission: cli::admission::AdmissionArgs,
     },
     /// Build the sample images and walk through create, rolling update and rollback on the
     /// local Docker engine.
@@ -93,7 +101,7 @@ enum Command {
         server: String,
     },
     /// Print an embedded JSON Schema: plugin-manifest, rollout-policy, fleet-config,
-    /// environment-overlay; or, with --markdown, the format reference (docs/formats.md).
+    /// environment-overlay, admission-policy; or, with --markdown, the format reference (docs/formats.md).
     Schema {
         #[arg(required_unless_present = "markdown")]
         name: Option<String>,
@@ -112,10 +120,7 @@ pub(crate) fn parse_environment(text: &str) -> Result<Environment, String> {
 fn main() -> ExitCode {
     plugsync::tls::install_default_provider();
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("PLUGSYNC_LOG").unwrap_or_else(|_| "warn".into()))
-        .with_writer(std::io::stderr)
-        .init();
+    tracing_subscriber::fmt().with_env_filter(log_filter()).with_writer(std::io::stderr).init();
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -125,23 +130,40 @@ fn main() -> ExitCode {
     }
 }
 
+/// `PLUGSYNC_LOG` (default `warn`), except that bollard never logs below `warn`, whatever was
+/// asked: at `debug` it prints every Docker request and response body, and those carry the
+/// containers' environment, `secretEnv` values included.
+fn log_filter() -> tracing_subscriber::EnvFilter {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PLUGSYNC_LOG").unwrap_or_else(|_| "warn".into());
+    match "bollard=warn".parse() {
+        Ok(cap) => filter.add_directive(cap),
+        Err(_) => filter,
+    }
+}
+
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Validate { path, format, environment } => {
+        Command::Validate { path, format, environment, admission } => {
+            let policy = admission.policy()?;
             let files = plugsync::source::dir::read_fleet_dir(&path)?;
             let loaded = model::load(&files, environment);
-            print!("{}", cli::validate::render(&loaded, &path.display().to_string(), format));
-            Ok(if loaded.is_valid() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+            let mut refused = model::admission::admit(&policy, &loaded.fleet);
+            model::admission::locate(&mut refused, &files);
+            print!("{}", cli::validate::render(&loaded, &path.display().to_string(), format, &refused));
+            Ok(if loaded.is_valid() && refused.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
-        Command::Plan { path, format, environment, backend } => {
+        Command::Plan { path, format, environment, backend, admission } => {
+            let policy = admission.policy()?;
             let local = plugsync::source::load_dir(&path, environment)?;
-            runtime()?.block_on(cli::apply::plan(&local.loaded, &local.revision, format, &backend.choice()))
+            let refused = cli::admission::judge(&policy, &local.loaded.fleet, &path)?;
+            runtime()?.block_on(cli::apply::plan(&local.loaded, &local.revision, format, &backend.choice(), refused))
         }
-        Command::Reconcile { path, once: _, json, detect_only, environment, backend } => {
+        Command::Reconcile { path, once: _, json, detect_only, environment, backend, admission } => {
+            let policy = admission.policy()?;
             let local = plugsync::source::load_dir(&path, environment)?;
             if detect_only {
                 return runtime()?.block_on(cli::apply::detect(
@@ -151,7 +173,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     &backend.choice(),
                 ));
             }
-            runtime()?.block_on(cli::apply::reconcile(&local.loaded, &local.revision, json, &backend.choice()))
+            let refused = cli::admission::judge(&policy, &local.loaded.fleet, &path)?;
+            runtime()?.block_on(cli::apply::reconcile(&local.loaded, &local.revision, json, &backend.choice(), refused))
         }
         Command::Run(args) => runtime()?.block_on(cli::daemon::run(args)),
         Command::Status { plugin, remote, status_branch } => {

@@ -1,10 +1,12 @@
 //! `plugsync plan` and `plugsync reconcile --once` against the live backend.
 
 use plugsync::backend::any::{AnyBackend, BackendChoice};
+use plugsync::model::admission::Refusal;
 use plugsync::model::{BackendKind, Fleet, Loaded};
 use plugsync::plan::{render, DesiredHealth};
 use plugsync::reconcile::{Reconciler, Report, Result_};
 use std::process::ExitCode;
+use tracing::Instrument;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum PlanFormat {
@@ -61,11 +63,13 @@ pub async fn plan(
     revision: &str,
     format: PlanFormat,
     choice: &BackendChoice,
+    refused: Vec<Refusal>,
 ) -> anyhow::Result<ExitCode> {
     let desired = health(loaded);
     let backend = connect(&loaded.fleet, choice).await?;
     let quiet = |_: &str| {};
-    let plan = Reconciler::new(&backend, &loaded.fleet, revision, &quiet).plan(desired).await?;
+    let mut plan = Reconciler::new(&backend, &loaded.fleet, revision, &quiet).plan(desired).await?;
+    plan.refuse_admission(refused);
     print!(
         "{}",
         match format {
@@ -74,7 +78,7 @@ pub async fn plan(
             PlanFormat::Markdown => render::markdown(&plan),
         }
     );
-    Ok(if desired == DesiredHealth::HasErrors {
+    Ok(if desired == DesiredHealth::HasErrors || !plan.admission.is_empty() {
         ExitCode::from(1)
     } else if plan.no_changes() && plan.refused.is_empty() {
         ExitCode::SUCCESS
@@ -88,6 +92,7 @@ pub async fn reconcile(
     revision: &str,
     json: bool,
     choice: &BackendChoice,
+    refused: Vec<Refusal>,
 ) -> anyhow::Result<ExitCode> {
     let desired = health(loaded);
     let backend = connect(&loaded.fleet, choice).await?;
@@ -97,13 +102,26 @@ pub async fn reconcile(
         }
     };
     let reconciler = Reconciler::new(&backend, &loaded.fleet, revision, &narrate);
-    let report = reconciler.run(desired).await?;
+    let span = tracing::info_span!("reconcile", fleet = %loaded.fleet.config.fleet, revision = %revision);
+    let report = async {
+        let mut plan = reconciler.plan(desired).await?;
+        // Refused plugins are left exactly as they run; the rest of the fleet proceeds.
+        plan.refuse_admission(refused);
+        reconciler.apply_plan(plan).await
+    }
+    .instrument(span)
+    .await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print!("{}", summary(&report));
     }
-    Ok(if report.succeeded() && desired == DesiredHealth::Complete { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    let admitted = report.plan.admission.is_empty();
+    Ok(if report.succeeded() && admitted && desired == DesiredHealth::Complete {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 /// `reconcile --once --detect-only`: drift as it is now; exit 2 with drift, 0 without.
@@ -133,8 +151,9 @@ pub async fn detect(loaded: &Loaded, revision: &str, json: bool, choice: &Backen
 }
 
 pub fn summary(report: &Report) -> String {
+    let refusals: String = report.plan.admission.iter().map(|r| format!("{r}; left as it runs\n")).collect();
     if report.plan.no_changes() && report.plan.refused.is_empty() {
-        return format!("fleet {}: nothing to do, everything matches Git\n", report.plan.fleet);
+        return format!("fleet {}: nothing to do, everything matches Git\n{refusals}", report.plan.fleet);
     }
     let count = |f: fn(&Result_) -> bool| report.results.iter().filter(|r| f(&r.result)).count();
     let mut out = format!(
@@ -148,5 +167,5 @@ pub fn summary(report: &Report) -> String {
     for r in &report.plan.refused {
         out.push_str(&format!("refused to remove {}: {}\n", r.plugins.join(", "), r.reason));
     }
-    out
+    out + &refusals
 }

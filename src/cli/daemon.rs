@@ -84,6 +84,8 @@ pub struct RunArgs {
     /// Do not watch a local repository for new commits.
     #[arg(long)]
     pub no_watch: bool,
+    #[command(flatten)]
+    pub admission: super::admission::AdmissionArgs,
 }
 
 fn parse_span(text: &str) -> Result<plugsync::model::Span, String> {
@@ -97,7 +99,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     if webhook_secret.is_none() {
         tracing::warn!("PLUGSYNC_WEBHOOK_SECRET is not set: /hooks/git accepts unsigned pushes");
     }
+    let admission = args.admission.policy()?;
     let config = DaemonConfig {
+        admission,
         cache_dir: args.remote.cache("daemon"),
         remote,
         path: args.path,

@@ -1,5 +1,6 @@
 //! The command line: one module per command that needs more than a few lines.
 
+pub mod admission;
 pub mod apply;
 pub mod daemon;
 pub mod demo;

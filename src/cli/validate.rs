@@ -1,6 +1,7 @@
 //! `plugsync validate`: the pull-request check. Renders every problem as text, JSON or the
 //! markdown a CI job posts on the pull request.
 
+use plugsync::model::admission::Refusal;
 use plugsync::model::{Diagnostic, Loaded, Plugin};
 use serde_json::json;
 use std::fmt::Write;
@@ -12,11 +13,13 @@ pub enum Format {
     Markdown,
 }
 
-pub fn render(loaded: &Loaded, root: &str, format: Format) -> String {
+/// `refused`: the admission policy's verdict (empty without `--admission`); any refusal makes
+/// the check fail like an error does.
+pub fn render(loaded: &Loaded, root: &str, format: Format, refused: &[Refusal]) -> String {
     match format {
-        Format::Text => text(loaded, root),
-        Format::Json => json(loaded, root),
-        Format::Markdown => markdown(loaded, root),
+        Format::Text => text(loaded, root, refused),
+        Format::Json => json(loaded, root, refused),
+        Format::Markdown => markdown(loaded, root, refused),
     }
 }
 
@@ -28,14 +31,24 @@ fn plural(n: usize, word: &str) -> String {
     format!("{n} {word}{}", if n == 1 { "" } else { "s" })
 }
 
-fn text(loaded: &Loaded, root: &str) -> String {
+fn text(loaded: &Loaded, root: &str, refused: &[Refusal]) -> String {
     let mut out = String::new();
     for d in &loaded.diagnostics {
         let _ = writeln!(out, "{d}");
     }
+    for r in refused {
+        let _ = writeln!(out, "{r}");
+    }
     let (errors, warnings) = counts(loaded);
     let plugins = plural(loaded.fleet.plugins.len(), "plugin");
-    let _ = if errors == 0 {
+    let _ = if errors == 0 && !refused.is_empty() {
+        writeln!(
+            out,
+            "✗ {root}: {} by the admission policy ({plugins} loaded, {})",
+            plural(refused.len(), "refusal"),
+            plural(warnings, "warning")
+        )
+    } else if errors == 0 {
         writeln!(out, "✓ {root}: {plugins} valid, {}", plural(warnings, "warning"))
     } else {
         writeln!(out, "✗ {root}: {}, {} ({plugins} loaded)", plural(errors, "error"), plural(warnings, "warning"))
@@ -54,13 +67,15 @@ fn summary(plugin: &Plugin) -> serde_json::Value {
     })
 }
 
-fn json(loaded: &Loaded, root: &str) -> String {
+fn json(loaded: &Loaded, root: &str, refused: &[Refusal]) -> String {
     let (errors, warnings) = counts(loaded);
     let value = json!({
         "path": root,
-        "valid": errors == 0,
+        "valid": errors == 0 && refused.is_empty(),
         "errorCount": errors,
         "warningCount": warnings,
+        "refusedCount": refused.len(),
+        "admission": refused,
         "errors": loaded.errors().collect::<Vec<_>>(),
         "warnings": loaded.warnings().collect::<Vec<_>>(),
         "plugins": loaded.fleet.plugins.values().map(summary).collect::<Vec<_>>(),
@@ -73,10 +88,14 @@ fn cell(text: &str) -> String {
     text.replace('|', "\\|").replace('\n', " ")
 }
 
-fn markdown(loaded: &Loaded, root: &str) -> String {
+fn markdown(loaded: &Loaded, root: &str, refused: &[Refusal]) -> String {
     let (errors, warnings) = counts(loaded);
     let mut out = String::new();
-    let verdict = if errors == 0 { "✅ valid" } else { "❌ invalid" };
+    let verdict = match (errors, refused.len()) {
+        (0, 0) => "✅ valid",
+        (0, _) => "❌ refused by the admission policy",
+        _ => "❌ invalid",
+    };
     let _ = writeln!(
         out,
         "## plugsync validate: {verdict}\n\n`{root}`: {}, {}, {}.\n",
@@ -107,6 +126,24 @@ fn markdown(loaded: &Loaded, root: &str) -> String {
         let _ = writeln!(out, "\n### {title}\n\n| Where | Field | Found | Expected |\n|---|---|---|---|");
         for d in list {
             let _ = writeln!(out, "{}", problem_row(d));
+        }
+    }
+    if !refused.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n### Refused by the admission policy\n\n| Plugin | Rule | Where | Field | Found | Allowed |\n|---|---|---|---|---|---|"
+        );
+        for r in refused {
+            let _ = writeln!(
+                out,
+                "| `{}` | `{}` | `{}` | `{}` | {} | {} |",
+                r.plugin,
+                r.rule,
+                r.file,
+                r.field,
+                cell(&r.found),
+                cell(&r.allowed)
+            );
         }
     }
     out

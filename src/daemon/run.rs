@@ -37,6 +37,8 @@ pub struct DaemonConfig {
     pub watch: bool,
     /// Elect a leader among replicas with this Lease (Kubernetes); only the leader applies.
     pub lease: Option<super::leader::LeaseConfig>,
+    /// Guard rails from outside the fleet repo; refused plugins are left as they run.
+    pub admission: crate::model::admission::AdmissionPolicy,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -486,6 +488,12 @@ impl Daemon {
             reconciler = reconciler.with_leadership(flag);
         }
         let mut plan: Plan = reconciler.plan(desired).await?;
+        let mut refused = crate::model::admission::admit(&self.config.admission, fleet);
+        crate::model::admission::locate(&mut refused, &self.files);
+        plan.refuse_admission(refused);
+        for r in &plan.admission {
+            tracing::warn!(plugin = %r.plugin, rule = %r.rule, "{r}; left as it runs");
+        }
         for (plugin, reason) in &held {
             plan.hold(plugin, reason);
         }

@@ -1,6 +1,7 @@
 //! The fleet model: manifests, rollout policies and fleet config, parsed and checked.
 //! Pure: it reads bytes it is given and never touches disk, network or clock.
 
+pub mod admission;
 mod check;
 pub mod config;
 pub mod diagnostic;

@@ -14,16 +14,18 @@ pub enum SchemaKind {
     RolloutPolicy,
     FleetConfig,
     EnvironmentOverlay,
+    AdmissionPolicy,
 }
 
 const BASE: &str = "https://plugsync.dev/schemas/";
 
 impl SchemaKind {
-    pub const ALL: [SchemaKind; 4] = [
+    pub const ALL: [SchemaKind; 5] = [
         SchemaKind::PluginManifest,
         SchemaKind::RolloutPolicy,
         SchemaKind::FleetConfig,
         SchemaKind::EnvironmentOverlay,
+        SchemaKind::AdmissionPolicy,
     ];
 
     /// The name `plugsync schema NAME` takes.
@@ -33,6 +35,7 @@ impl SchemaKind {
             SchemaKind::RolloutPolicy => "rollout-policy",
             SchemaKind::FleetConfig => "fleet-config",
             SchemaKind::EnvironmentOverlay => "environment-overlay",
+            SchemaKind::AdmissionPolicy => "admission-policy",
         }
     }
 
@@ -50,6 +53,7 @@ impl SchemaKind {
             SchemaKind::EnvironmentOverlay => {
                 include_str!("../../policy/environment-overlay.schema.json")
             }
+            SchemaKind::AdmissionPolicy => include_str!("../../policy/admission-policy.schema.json"),
         }
     }
 

@@ -66,6 +66,10 @@ pub struct Plan {
     /// Changes not started now: outside a sync window, or a revision that already failed.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub held: Vec<Held>,
+    /// Plugins the admission policy refuses: left exactly as they run (not created, updated
+    /// or removed), each with the rule it breaks.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub admission: Vec<crate::model::admission::Refusal>,
     /// Plugins the engine could not be read for: nothing is changed for them this pass.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub unobserved: Vec<Unobserved>,
@@ -87,6 +91,18 @@ pub struct Held {
 impl Plan {
     pub fn no_changes(&self) -> bool {
         self.changes.is_empty()
+    }
+
+    /// Takes the refused plugins' changes out of the plan (their dependents still run: what
+    /// runs of a refused plugin stays) and records why.
+    pub fn refuse_admission(&mut self, refusals: Vec<crate::model::admission::Refusal>) {
+        for r in &refusals {
+            if let Some(index) = self.changes.iter().position(|c| c.plugin == r.plugin) {
+                let change = self.changes.remove(index);
+                self.held.push(Held { plugin: change.plugin, kind: change.kind, reason: r.to_string() });
+            }
+        }
+        self.admission.extend(refusals);
     }
 
     /// Moves `plugin`'s change to `held` with a reason; its dependents are held with it.
@@ -189,6 +205,7 @@ pub fn plan(fleet: &Fleet, observed: &Observed, desired: DesiredHealth) -> Plan 
         suspended,
         held: Vec::new(),
         unobserved,
+        admission: Vec::new(),
     }
 }
 

@@ -43,6 +43,9 @@ pub fn text(plan: &Plan) -> String {
     for s in &plan.suspended {
         let _ = writeln!(out, "  ‖ {s} is suspended: left as it runs");
     }
+    for r in &plan.admission {
+        let _ = writeln!(out, "  ✗ {r}; left as it runs");
+    }
     for u in &plan.unobserved {
         let _ = writeln!(out, "  ? {} not observed: {}", u.plugin, u.reason);
     }
@@ -74,6 +77,14 @@ pub fn markdown(plan: &Plan) -> String {
     }
     for r in &plan.refused {
         let _ = writeln!(out, "\n> **Refused** to remove {}: {}", r.plugins.join(", "), r.reason);
+    }
+    for r in &plan.admission {
+        let _ = writeln!(
+            out,
+            "\n> **Refused by admission** `{}`: {}; left as it runs",
+            r.rule,
+            r.to_string().replace('|', "\\|")
+        );
     }
     for u in &plan.unobserved {
         let _ = writeln!(out, "\n> **Not observed** `{}`: {}", u.plugin, u.reason.replace('|', "\\|"));
