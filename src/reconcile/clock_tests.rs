@@ -5,8 +5,9 @@
 use super::{Clock, SystemClock};
 use crate::model::policy::{BatchSize, RollingConfig};
 use crate::model::Span;
-use crate::plan::{Instance, InstanceSpec, RunState, Slot, SlotTarget};
+use crate::plan::{Instance, Slot, SlotTarget};
 use crate::strategy::rolling::Rolling;
+use crate::strategy::tests::{inst, spec};
 use crate::strategy::{Action, Evidence, RolloutState, SlotStrategy, StepInput};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -16,46 +17,6 @@ struct ManualClock(AtomicU64);
 impl Clock for ManualClock {
     fn now_ms(&self) -> u64 {
         self.0.load(Ordering::SeqCst)
-    }
-}
-
-fn spec(version: &str) -> InstanceSpec {
-    InstanceSpec {
-        plugin: "p".into(),
-        version: version.into(),
-        image: format!("echo:{version}"),
-        command: None,
-        args: None,
-        env: Default::default(),
-        secret_env: Default::default(),
-        cpu: None,
-        memory: None,
-        cpu_reservation: None,
-        memory_reservation: None,
-        port: 8080,
-        liveness: "/health/live".into(),
-        readiness: "/health/ready".into(),
-    }
-}
-
-fn instance(version: &str, id: &str) -> Instance {
-    let s = spec(version);
-    Instance {
-        id: id.into(),
-        name: id.into(),
-        plugin: "p".into(),
-        slot: Slot::Stable,
-        version: version.into(),
-        spec_hash: s.hash(),
-        spec: Some(s),
-        revision: "r".into(),
-        state: RunState::Running,
-        serving: true,
-        address: None,
-        ready: Some(true),
-        oom_killed: false,
-        restart_count: 0,
-        runtime: None,
     }
 }
 
@@ -87,6 +48,7 @@ fn defect_7_wait_between_batches_spans_passes_and_restarts() {
     let starts = |actions: &[Action]| actions.iter().any(|a| matches!(a, Action::Start { .. }));
 
     // Pass 1 at t0: the first new instance serves, one old one is retired, the wait begins.
+    let instance = |version: &str, id: &str| inst(version, Slot::Stable, true, true, id);
     let first =
         step(&[instance("2.0.0", "n1"), instance("1.0.0", "o1"), instance("1.0.0", "o2")], &RolloutState::default());
     assert_eq!(first.state.next_batch_ms, Some(t0 + 30_000), "{first:?}");

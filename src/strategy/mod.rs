@@ -358,6 +358,6 @@ pub(crate) fn roll_back(input: &StepInput, mut state: RolloutState, timeout: Dur
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 #[cfg(test)]
 mod tests_progressive;

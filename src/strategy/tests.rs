@@ -7,7 +7,7 @@ use crate::model::policy::{BatchSize, RollingConfig};
 use crate::model::Span;
 use crate::plan::{RunState, SlotTarget};
 
-pub(super) fn spec(version: &str) -> InstanceSpec {
+pub(crate) fn spec(version: &str) -> InstanceSpec {
     InstanceSpec {
         plugin: "p".into(),
         version: version.into(),
@@ -37,7 +37,7 @@ fn instances(version: &str, n: usize, ready: bool, serving: bool, tag: &str) -> 
 }
 
 /// One running instance of `version` in `slot`.
-pub(super) fn inst(version: &str, slot: Slot, ready: bool, serving: bool, id: &str) -> Instance {
+pub(crate) fn inst(version: &str, slot: Slot, ready: bool, serving: bool, id: &str) -> Instance {
     let s = spec(version);
     Instance {
         id: id.into(),
