@@ -120,14 +120,24 @@ async fn container_logs(docker: &Docker, id: &str) -> String {
     out
 }
 
-/// Three stable echo instances and one canary; each answers its role as `plugin`.
-async fn instances(docker: &Docker) -> Vec<(Echo, Slot)> {
+/// Three stable echo instances and one canary; each answers `<tag>-<role>` as `plugin`
+/// (the tag keeps container names apart when the tests of this file run in parallel).
+async fn instances(docker: &Docker, tag: &str) -> Vec<(Echo, Slot)> {
     let mut out = Vec::new();
     for role in ["stable-1", "stable-2", "stable-3", CANARY] {
         let slot = if role == CANARY { Slot::Canary } else { Slot::Stable };
-        out.push((Echo::start(docker, &format!("rt-{role}"), &[]).await, slot));
+        out.push((Echo::start(docker, &format!("{tag}-{role}"), &[]).await, slot));
     }
     out
+}
+
+/// The role part of an echo's name or plugin id (`…-canary-1` → `canary-1`).
+fn role(text: &str) -> String {
+    let parts: Vec<&str> = text.rsplitn(3, '-').collect();
+    match parts.as_slice() {
+        [n, kind, _] => format!("{kind}-{n}"),
+        _ => text.to_string(),
+    }
 }
 
 fn route(echoes: &[(Echo, Slot)], canary_percent: f64, sticky: Option<StickyBy>) -> Route {
@@ -142,12 +152,7 @@ fn route(echoes: &[(Echo, Slot)], canary_percent: f64, sticky: Option<StickyBy>)
         ],
         servers: echoes
             .iter()
-            .map(|(echo, slot)| Server {
-                name: echo.name.rsplit("rt-").next().unwrap_or("x").to_string(),
-                slot: *slot,
-                address: echo.ip,
-                port: 8080,
-            })
+            .map(|(echo, slot)| Server { name: role(&echo.name), slot: *slot, address: echo.ip, port: 8080 })
             .collect(),
     }
 }
@@ -161,7 +166,7 @@ async fn answered_by(client: &reqwest::Client, router: IpAddr, header: Option<(&
     let response = request.send().await.unwrap_or_else(|e| panic!("request through the router: {e}"));
     assert!(response.status().is_success(), "the router answered {}", response.status());
     let body: serde_json::Value = response.json().await.expect("echo JSON");
-    body["plugin"].as_str().unwrap_or_default().trim_start_matches("rt-").to_string()
+    role(body["plugin"].as_str().unwrap_or_default())
 }
 
 async fn set_weights(router: &Router, route: &Route) {
@@ -173,7 +178,7 @@ async fn set_weights(router: &Router, route: &Route) {
 async fn weights_are_exact_and_change_without_a_reload() {
     let docker = docker().await;
     prepare(&docker).await;
-    let echoes = instances(&docker).await;
+    let echoes = instances(&docker, "rtw").await;
     let first = route(&echoes, WEIGHTS[0], None);
     let router =
         Router::start(&docker, "weights", &config(std::slice::from_ref(&first), &RouterPorts::default())).await;
@@ -192,8 +197,17 @@ async fn weights_are_exact_and_change_without_a_reload() {
         assert!((share - weight).abs() <= 2.0, "canary at {weight} % took {share:.2} % of 2,000 requests");
     }
     // The router's own per-request log says the same, per slot, without asking the plugin.
-    let logs = container_logs(&docker, &router.id).await;
-    let seen = plugsync::analysis::router_log::window(logs.lines(), "crm", 10.0);
+    // The router writes its log asynchronously: read until every request is in (or 10 s).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let seen = loop {
+        let logs = container_logs(&docker, &router.id).await;
+        let seen = plugsync::analysis::router_log::window(logs.lines(), "crm", 10.0);
+        let total: f64 = seen.slots.values().map(|m| m.metrics.requests).sum();
+        if total >= 6000.0 || std::time::Instant::now() > deadline {
+            break seen;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
     let requests = |slot: Slot| seen.slots.get(&slot).map_or(0.0, |m| m.metrics.requests);
     eprintln!("MEASURED router log: {:?} (skipped {} lines)", seen.slots, seen.skipped);
     assert_eq!(requests(Slot::Stable) + requests(Slot::Canary), 6000.0, "every request logged once");
@@ -209,9 +223,9 @@ async fn weights_are_exact_and_change_without_a_reload() {
 async fn stickiness(sticky: StickyBy, header: &str, value: fn(usize) -> String) {
     let docker = docker().await;
     prepare(&docker).await;
-    let echoes = instances(&docker).await;
-    let first = route(&echoes, WEIGHTS[0], Some(sticky.clone()));
     let tag = header.to_ascii_lowercase().replace(|c: char| !c.is_ascii_alphanumeric(), "");
+    let echoes = instances(&docker, &format!("rt{tag}")).await;
+    let first = route(&echoes, WEIGHTS[0], Some(sticky.clone()));
     let router = Router::start(&docker, &tag, &config(std::slice::from_ref(&first), &RouterPorts::default())).await;
     let client = plugsync::tls::http_client();
     let mut previous: BTreeMap<usize, bool> = BTreeMap::new();
