@@ -45,13 +45,7 @@ pub fn extra_bundles(fleet_bundle: Option<&str>) -> Vec<PathBuf> {
 
 /// A rustls client configuration trusting the host's roots and `extra` PEM bundles.
 pub fn client_config(extra: &[PathBuf]) -> Result<rustls::ClientConfig, TlsError> {
-    let mut roots = rustls::RootCertStore::empty();
-    let native = rustls_native_certs::load_native_certs();
-    for error in &native.errors {
-        tracing::debug!(%error, "a host CA certificate could not be read");
-    }
-    let (added, ignored) = roots.add_parsable_certificates(native.certs);
-    tracing::debug!(added, ignored, "host CA certificates");
+    let mut roots = host_roots().clone();
     for path in extra {
         add_bundle(&mut roots, path)?;
     }
@@ -61,6 +55,22 @@ pub fn client_config(extra: &[PathBuf]) -> Result<rustls::ClientConfig, TlsError
         .map_err(TlsError::Setup)?
         .with_root_certificates(roots)
         .with_no_client_auth())
+}
+
+/// The host's CA store, read once per process: a client is built every reconcile pass, and
+/// the store is a couple of hundred certificates to parse. Extra bundles are read each time.
+fn host_roots() -> &'static rustls::RootCertStore {
+    static ROOTS: std::sync::OnceLock<rustls::RootCertStore> = std::sync::OnceLock::new();
+    ROOTS.get_or_init(|| {
+        let mut roots = rustls::RootCertStore::empty();
+        let native = rustls_native_certs::load_native_certs();
+        for error in &native.errors {
+            tracing::debug!(%error, "a host CA certificate could not be read");
+        }
+        let (added, ignored) = roots.add_parsable_certificates(native.certs);
+        tracing::debug!(added, ignored, "host CA certificates");
+        roots
+    })
 }
 
 fn add_bundle(roots: &mut rustls::RootCertStore, path: &Path) -> Result<(), TlsError> {
