@@ -31,8 +31,9 @@ enum Command {
         #[command(flatten)]
         admission: cli::admission::AdmissionArgs,
     },
-    /// Show what a reconcile would change on the live engine. Exit 0 no changes, 3 changes
-    /// pending, 1 invalid fleet.
+    /// Show what a reconcile would change on the live engine, and what it holds (sync
+    /// windows, failed rollouts on the status branch, prune limits, admission). Exit 0 no
+    /// changes, 3 changes pending or held, 1 invalid fleet.
     Plan {
         #[arg(default_value = ".")]
         path: PathBuf,
@@ -59,6 +60,10 @@ enum Command {
         /// is drift, 0 when there is none.
         #[arg(long)]
         detect_only: bool,
+        /// Roll out this plugin again although its current spec failed (the status branch
+        /// holds it otherwise). Repeatable.
+        #[arg(long, value_name = "PLUGIN")]
+        retry: Vec<String>,
         #[arg(long, value_parser = parse_environment)]
         environment: Option<Environment>,
         #[command(flatten)]
@@ -160,9 +165,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let policy = admission.policy()?;
             let local = plugsync::source::load_dir(&path, environment)?;
             let refused = cli::admission::judge(&policy, &local.loaded.fleet, &path)?;
-            runtime()?.block_on(cli::apply::plan(&local.loaded, &local.revision, format, &backend.choice(), refused))
+            let gates = cli::apply::gates(&path, &local.loaded.fleet, refused, Vec::new());
+            runtime()?.block_on(cli::apply::plan(&local.loaded, &local.revision, format, &backend.choice(), gates))
         }
-        Command::Reconcile { path, once: _, json, detect_only, environment, backend, admission } => {
+        Command::Reconcile { path, once: _, json, detect_only, environment, backend, admission, retry } => {
             let policy = admission.policy()?;
             let local = plugsync::source::load_dir(&path, environment)?;
             if detect_only {
@@ -174,7 +180,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ));
             }
             let refused = cli::admission::judge(&policy, &local.loaded.fleet, &path)?;
-            runtime()?.block_on(cli::apply::reconcile(&local.loaded, &local.revision, json, &backend.choice(), refused))
+            let gates = cli::apply::gates(&path, &local.loaded.fleet, refused, retry);
+            runtime()?.block_on(cli::apply::reconcile(&local.loaded, &local.revision, json, &backend.choice(), gates))
         }
         Command::Run(args) => runtime()?.block_on(cli::daemon::run(args)),
         Command::Status { plugin, remote, status_branch } => {

@@ -155,7 +155,7 @@ pub fn instance_of(inspect: ContainerInspectResponse, network: &str) -> Option<I
     }
     let spec = serde_json::from_str::<InstanceSpec>(&get(labels::SPEC)).ok();
     let runtime = Runtime {
-        image: normalise_image(&image),
+        image: crate::model::image::normalise(&image),
         // Only what the spec sets: the image's own ENV is not drift, secrets never shown.
         env: env
             .iter()
@@ -220,31 +220,6 @@ impl DockerBackend {
         let request = NetworkDisconnectRequest { container: id.to_string(), force: Some(true) };
         self.docker.disconnect_network(&self.network, request).await.map_err(|e| self.refused("disconnect", id, e))
     }
-}
-
-/// `nginx` → `docker.io/library/nginx:latest`, so a spec and what Docker reports compare
-/// equal however either spelled it (a digest reference is kept as is).
-pub fn normalise_image(reference: &str) -> String {
-    let (name, tag) = match reference.rsplit_once('@') {
-        Some(_) => (reference.to_string(), String::new()),
-        None => {
-            let slash = reference.rfind('/').map(|i| i + 1).unwrap_or(0);
-            match reference[slash..].rfind(':') {
-                Some(i) => (reference[..slash + i].to_string(), reference[slash + i..].to_string()),
-                None => (reference.to_string(), ":latest".to_string()),
-            }
-        }
-    };
-    let first = name.split('/').next().unwrap_or_default();
-    let has_registry = name.contains('/') && (first.contains('.') || first.contains(':') || first == "localhost");
-    let full = if has_registry {
-        name
-    } else if name.contains('/') {
-        format!("docker.io/{name}")
-    } else {
-        format!("docker.io/library/{name}")
-    };
-    format!("{full}{tag}")
 }
 
 /// Unique enough container-name suffix without a random-number crate.

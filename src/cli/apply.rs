@@ -3,8 +3,10 @@
 use plugsync::backend::any::{AnyBackend, BackendChoice};
 use plugsync::model::admission::Refusal;
 use plugsync::model::{BackendKind, Fleet, Loaded};
+use plugsync::plan::gates::{self, Gates};
 use plugsync::plan::{render, DesiredHealth};
 use plugsync::reconcile::{Reconciler, Report, Result_};
+use std::path::Path;
 use std::process::ExitCode;
 use tracing::Instrument;
 
@@ -58,18 +60,27 @@ pub fn health(loaded: &Loaded) -> DesiredHealth {
     }
 }
 
-pub async fn plan(
-    loaded: &Loaded,
-    revision: &str,
-    format: PlanFormat,
-    choice: &BackendChoice,
-    refused: Vec<Refusal>,
-) -> anyhow::Result<ExitCode> {
+/// The gates a one-shot pass obeys, as the daemon does: the admission policy, the failed
+/// rollouts on the status branch of the repository holding `path` (its local branch, else
+/// `origin`'s), and the sync windows now.
+pub fn gates(path: &Path, fleet: &Fleet, admission: Vec<Refusal>, retry: Vec<String>) -> Gates {
+    let mut gates = Gates::at(chrono::Utc::now());
+    gates.admission = admission;
+    gates.retry = retry;
+    if let Some((_, files)) =
+        plugsync::source::git::local_branch_files(path, &fleet.config.status_branch, "status/")
+    {
+        gates.failed = plugsync::status::failed_rollouts(&plugsync::status::read_files(files).1);
+    }
+    gates
+}
+
+pub async fn plan(loaded: &Loaded, revision: &str, format: PlanFormat, choice: &BackendChoice, gates: Gates) -> anyhow::Result<ExitCode> {
     let desired = health(loaded);
     let backend = connect(&loaded.fleet, choice).await?;
     let quiet = |_: &str| {};
     let mut plan = Reconciler::new(&backend, &loaded.fleet, revision, &quiet).plan(desired).await?;
-    plan.refuse_admission(refused);
+    gates::apply(&mut plan, &loaded.fleet, &gates);
     print!(
         "{}",
         match format {
@@ -80,7 +91,7 @@ pub async fn plan(
     );
     Ok(if desired == DesiredHealth::HasErrors || !plan.admission.is_empty() {
         ExitCode::from(1)
-    } else if plan.no_changes() && plan.refused.is_empty() {
+    } else if plan.no_changes() && plan.refused.is_empty() && plan.held.is_empty() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(3)
@@ -92,7 +103,7 @@ pub async fn reconcile(
     revision: &str,
     json: bool,
     choice: &BackendChoice,
-    refused: Vec<Refusal>,
+    gates: Gates,
 ) -> anyhow::Result<ExitCode> {
     let desired = health(loaded);
     let backend = connect(&loaded.fleet, choice).await?;
@@ -105,8 +116,8 @@ pub async fn reconcile(
     let span = tracing::info_span!("reconcile", fleet = %loaded.fleet.config.fleet, revision = %revision);
     let report = async {
         let mut plan = reconciler.plan(desired).await?;
-        // Refused plugins are left exactly as they run; the rest of the fleet proceeds.
-        plan.refuse_admission(refused);
+        // Refused and held plugins are left exactly as they run; the rest of the fleet proceeds.
+        gates::apply(&mut plan, &loaded.fleet, &gates);
         reconciler.apply_plan(plan).await
     }
     .instrument(span)
@@ -152,7 +163,9 @@ pub async fn detect(loaded: &Loaded, revision: &str, json: bool, choice: &Backen
 
 pub fn summary(report: &Report) -> String {
     let refusals: String = report.plan.admission.iter().map(|r| format!("{r}; left as it runs\n")).collect();
-    if report.plan.no_changes() && report.plan.refused.is_empty() {
+    let held: String =
+        report.plan.held.iter().map(|h| format!("held: {} {}: {}\n", h.kind.verb(), h.plugin, h.reason)).collect();
+    if report.plan.no_changes() && report.plan.refused.is_empty() && report.plan.held.is_empty() {
         return format!("fleet {}: nothing to do, everything matches Git\n{refusals}", report.plan.fleet);
     }
     let count = |f: fn(&Result_) -> bool| report.results.iter().filter(|r| f(&r.result)).count();
@@ -167,5 +180,5 @@ pub fn summary(report: &Report) -> String {
     for r in &report.plan.refused {
         out.push_str(&format!("refused to remove {}: {}\n", r.plugins.join(", "), r.reason));
     }
-    out + &refusals
+    out + &held + &refusals
 }

@@ -6,6 +6,7 @@ use crate::backend::any::{AnyBackend, BackendChoice};
 use crate::backend::Backend;
 use crate::metrics::Metrics;
 use crate::model::{self, Environment, FileSet, Fleet};
+use crate::plan::gates::{self, Gates};
 use crate::plan::{spec::combined_hash, DesiredHealth, Plan};
 use crate::reconcile::{Reconciler, Report, Result_, RolloutMemory};
 use crate::server::{self, Command, ServerState};
@@ -57,6 +58,22 @@ pub enum DaemonError {
 
 /// Status commits kept for an unreachable remote before they are folded into one.
 const PENDING_LIMIT: usize = 64;
+
+/// The revision a tick works from, and what went wrong reading it.
+struct Refreshed {
+    /// The tip read (the last one read when a fetch failed).
+    tip: Option<Oid>,
+    /// For status and `/api`: fetch failures, unreadable revisions, a withheld prune.
+    errors: Vec<String>,
+    /// The fleet at `tip` may be incomplete: nothing is pruned from it.
+    degraded: bool,
+}
+
+impl Refreshed {
+    fn degraded(tip: Option<Oid>, error: String) -> Self {
+        Refreshed { tip, errors: vec![error], degraded: true }
+    }
+}
 
 /// What the daemon knows between ticks.
 struct Daemon {
@@ -308,7 +325,7 @@ impl Daemon {
     }
 
     /// Fetches and reads the new revision; problems keep the last good state.
-    async fn refresh(&mut self) -> (Option<Oid>, Vec<String>, bool) {
+    async fn refresh(&mut self) -> Refreshed {
         let cache = self.cache.clone();
         let fetched = blocking(move || tasks::lock(&cache).fetch()).await;
         let tip = match fetched {
@@ -319,12 +336,12 @@ impl Daemon {
             Ok(Err(e)) => {
                 self.metrics.git_fetch(false);
                 tracing::warn!(error = %e, "fetch failed; keeping the last good state");
-                return (self.revision, vec![format!("fetch failed: {e}")], true);
+                return Refreshed::degraded(self.revision, format!("fetch failed: {e}"));
             }
-            Err(e) => return (self.revision, vec![e.to_string()], true),
+            Err(e) => return Refreshed::degraded(self.revision, e.to_string()),
         };
         if Some(tip) == self.revision {
-            return (Some(tip), self.prune_hold.iter().cloned().collect(), self.prune_hold.is_some());
+            return self.current(tip);
         }
         self.loaded = None; // the files change below
         let cache = self.cache.clone();
@@ -352,21 +369,26 @@ impl Daemon {
                     // An ordinary push on top: what Git says is deliberate again.
                     self.prune_hold = None;
                 }
-                (Some(tip), self.prune_hold.iter().cloned().collect(), self.prune_hold.is_some())
+                self.current(tip)
             }
             Ok((Err(e), _)) => {
                 tracing::warn!(error = %e, "cannot read the new revision; keeping the last good state");
                 self.revision = None; // force a full read next time
-                (Some(tip), vec![format!("cannot read {tip}: {e}")], true)
+                Refreshed::degraded(Some(tip), format!("cannot read {tip}: {e}"))
             }
-            Err(e) => (Some(tip), vec![e.to_string()], true),
+            Err(e) => Refreshed::degraded(Some(tip), e.to_string()),
         }
+    }
+
+    /// `tip` read as it is; a force-push's prune hold is reported, and applied as a gate.
+    fn current(&self, tip: Oid) -> Refreshed {
+        Refreshed { tip: Some(tip), errors: self.prune_hold.iter().cloned().collect(), degraded: false }
     }
 
     /// One full cycle; returns how long to sleep before the next poll.
     async fn tick(&mut self) -> Duration {
         let started = Instant::now();
-        let (tip, mut errors, degraded) = self.refresh().await;
+        let Refreshed { tip, mut errors, degraded } = self.refresh().await;
         if !self.may_apply() {
             // A follower keeps its clone current and writes nothing: the leader applies.
             return self.interval(self.last_good.as_ref().map(|(_, good)| &good.fleet));
@@ -474,9 +496,13 @@ impl Daemon {
             self.load_statuses().await;
             self.statuses_from = Some(self.status_branch.clone());
         }
-        let retry = std::mem::take(&mut *tasks::lock(&self.retry));
-        let held = self.failed_holds(fleet, &retry);
         let now = chrono::Utc::now();
+        let mut gates = Gates::at(now);
+        gates.retry = std::mem::take(&mut *tasks::lock(&self.retry));
+        gates.failed = status::failed_rollouts(&self.statuses);
+        gates.prune_hold = self.prune_hold.clone();
+        gates.admission = crate::model::admission::admit(&self.config.admission, fleet);
+        crate::model::admission::locate(&mut gates.admission, &self.files);
         let backend = self.backend(fleet).await?;
         let narrate = |line: &str| tracing::info!("{line}");
         let leader = self.leader.clone();
@@ -488,22 +514,11 @@ impl Daemon {
             reconciler = reconciler.with_leadership(flag);
         }
         let mut plan: Plan = reconciler.plan(desired).await?;
-        let mut refused = crate::model::admission::admit(&self.config.admission, fleet);
-        crate::model::admission::locate(&mut refused, &self.files);
-        plan.refuse_admission(refused);
+        gates::apply(&mut plan, fleet, &gates);
         for r in &plan.admission {
             tracing::warn!(plugin = %r.plugin, rule = %r.rule, "{r}; left as it runs");
         }
-        for (plugin, reason) in &held {
-            plan.hold(plugin, reason);
-        }
-        for change in plan.changes.clone() {
-            if let Ok(decision) = crate::model::windows::rollouts_allowed(&fleet.config.windows, &change.plugin, now) {
-                if !decision.allowed {
-                    plan.hold(&change.plugin, &decision.reason);
-                }
-            }
-        }
+        let held = gates.failed_holds(fleet);
         let flapping = self.healer.gate(&mut plan, fleet, &self.statuses);
         if !flapping.is_empty() {
             tracing::warn!(plugins = ?flapping, "drift keeps coming back: healing stopped");
@@ -600,29 +615,6 @@ impl Daemon {
             self.pending_status.extend(commits);
             self.push_status().await;
         }
-    }
-
-    /// Plugins whose current spec already failed: hold them unless a retry was asked for.
-    fn failed_holds(&self, fleet: &Fleet, retry: &[String]) -> Vec<(String, String)> {
-        let mut held = Vec::new();
-        for (id, status) in &self.statuses {
-            let (Some(failed), Some(plugin)) = (&status.failed, fleet.plugins.get(id)) else { continue };
-            if retry.contains(id) {
-                continue;
-            }
-            if failed.spec_hash == combined_hash(plugin) {
-                held.push((
-                    id.clone(),
-                    format!(
-                        "version {} failed at {} ({}); change its spec in Git or run `plugsync rollout retry {id}`",
-                        failed.version,
-                        crate::model::short_revision(&failed.revision),
-                        failed.reason
-                    ),
-                ));
-            }
-        }
-        held
     }
 
     /// No valid revision was ever read: say so in `status/fleet.yaml`, touch nothing else.

@@ -7,7 +7,7 @@ use super::document::{field_path, Document};
 use super::quantity::{Cpu, Memory};
 use super::schema::SchemaKind;
 use super::{FileSet, Fleet, Plugin};
-use crate::backend::docker::normalise_image;
+use crate::model::image::normalise as normalise_image;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 

@@ -7,6 +7,7 @@ pub mod config;
 pub mod diagnostic;
 pub mod document;
 pub mod duration;
+pub mod image;
 pub mod load;
 pub mod manifest;
 pub mod policy;

@@ -270,6 +270,57 @@ pub struct AbConfig {
     pub winner_threshold: Rate,
 }
 
+impl TrafficSplit {
+    /// B instances beside `a` A instances so that B's share is nearest its split.
+    pub fn b_instances(&self, a: u32) -> u32 {
+        if self.a <= 0.0 {
+            return a.max(1);
+        }
+        ((f64::from(a) * self.b / self.a).round() as u32).max(1)
+    }
+}
+
+impl Default for AbConfig {
+    fn default() -> Self {
+        AbConfig {
+            variant_a: None,
+            variant_b: None,
+            traffic_split: even_split(),
+            test_duration: None,
+            decision_metrics: default_decision_metrics(),
+            auto_promote: false,
+            winner_threshold: Rate::ZERO,
+        }
+    }
+}
+
+/// How many extra stable instances (`surge`) and canary instances a step uses, and the weight
+/// that really reaches the canary. Prefers the largest weight not above the step's; when even
+/// one canary among all stable instances plus the surge is too much, one canary it is.
+pub fn canary_layout(stable: u32, weight: f64, max_surge: u32) -> (u32, u32, f64) {
+    if weight >= 100.0 {
+        return (0, stable.max(1), 100.0);
+    }
+    let achieved = |s: u32, c: u32| f64::from(c) * 100.0 / f64::from(stable + s + c);
+    let mut best: Option<(u32, u32, f64)> = None;
+    for s in 0..=max_surge {
+        for c in 1..=stable.max(1) * 20 {
+            let a = achieved(s, c);
+            if a > weight + 1e-9 {
+                break;
+            }
+            let better = match best {
+                None => true,
+                Some((bs, bc, ba)) => a > ba + 1e-9 || ((a - ba).abs() < 1e-9 && s + c < bs + bc),
+            };
+            if better {
+                best = Some((s, c, a));
+            }
+        }
+    }
+    best.unwrap_or((max_surge, 1, achieved(max_surge, 1)))
+}
+
 fn even_split() -> TrafficSplit {
     TrafficSplit { a: 50.0, b: 50.0 }
 }

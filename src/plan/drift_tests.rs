@@ -12,7 +12,7 @@ fn applied(f: &Fleet) -> Observed {
         let spec = i.spec.clone().expect("spec");
         i.ready = Some(true);
         i.runtime = Some(Runtime {
-            image: crate::backend::docker::normalise_image(&spec.image),
+            image: crate::model::image::normalise(&spec.image),
             env: spec.env.clone(),
             nano_cpus: spec.cpu.map(|c| c.nano_cpus()),
             memory: spec.memory.map(|m| m.bytes() as i64),

@@ -1,6 +1,7 @@
 //! Desired vs observed → a plan: per plugin, what to do and why. Pure: no I/O, no clock.
 
 pub mod drift;
+pub mod gates;
 pub mod observed;
 pub mod render;
 pub mod spec;
@@ -224,7 +225,7 @@ fn progressive_note(plugin: &crate::model::Plugin) -> Option<String> {
                 .step_percentages()
                 .iter()
                 .map(|w| {
-                    let (s, c, achieved) = crate::strategy::canary::layout(replicas, *w, surge);
+                    let (s, c, achieved) = crate::model::policy::canary_layout(replicas, *w, surge);
                     if (achieved - w).abs() < 0.5 {
                         format!("{w}%")
                     } else {
@@ -235,8 +236,8 @@ fn progressive_note(plugin: &crate::model::Plugin) -> Option<String> {
             Some(format!("canary steps {}", steps.join(" → ")))
         }
         Strategy::ABTesting => {
-            let config = plugin.policy.ab_config.clone().unwrap_or_else(crate::strategy::ab_test::default_config);
-            let b = crate::strategy::ab_test::b_instances(replicas, &config.traffic_split);
+            let config = plugin.policy.ab_config.clone().unwrap_or_default();
+            let b = config.traffic_split.b_instances(replicas);
             Some(format!(
                 "A/B split {}/{} requested, B gets {:.0}% ({b} of {} instances)",
                 config.traffic_split.a,

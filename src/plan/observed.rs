@@ -120,7 +120,7 @@ impl Instance {
                 out.push(Departure { field, found, expected });
             }
         };
-        differ("image", r.image.clone(), crate::backend::docker::normalise_image(&spec.image));
+        differ("image", r.image.clone(), crate::model::image::normalise(&spec.image));
         for (k, v) in &spec.env {
             let found = r.env.get(k).map(|f| format!("{k}={f}")).unwrap_or_else(|| format!("{k} unset"));
             differ("env", found, format!("{k}={v}"));

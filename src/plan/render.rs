@@ -15,8 +15,10 @@ fn symbol(kind: ChangeKind) -> &'static str {
 
 pub fn text(plan: &Plan) -> String {
     let mut out = String::new();
-    if plan.no_changes() {
+    if plan.no_changes() && plan.held.is_empty() {
         let _ = writeln!(out, "fleet {}: no changes, everything matches Git", plan.fleet);
+    } else if plan.no_changes() {
+        let _ = writeln!(out, "fleet {}: no change will be made now; {} held", plan.fleet, plan.held.len());
     } else {
         let _ = writeln!(out, "fleet {}: {} change(s)", plan.fleet, plan.changes.len());
         for c in &plan.changes {
@@ -59,8 +61,10 @@ pub fn json(plan: &Plan) -> String {
 pub fn markdown(plan: &Plan) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "## plugsync plan: fleet `{}`\n", plan.fleet);
-    if plan.no_changes() {
+    if plan.no_changes() && plan.held.is_empty() {
         let _ = writeln!(out, "No changes: everything matches Git.");
+    } else if plan.no_changes() {
+        let _ = writeln!(out, "No change will be made now: every difference from Git is held (below).");
     } else {
         let _ = writeln!(out, "| | Plugin | Action | Strategy | Why |\n|---|---|---|---|---|");
         for c in &plan.changes {
@@ -77,6 +81,12 @@ pub fn markdown(plan: &Plan) -> String {
     }
     for r in &plan.refused {
         let _ = writeln!(out, "\n> **Refused** to remove {}: {}", r.plugins.join(", "), r.reason);
+    }
+    if !plan.held.is_empty() {
+        let _ = writeln!(out, "\n**Held** (not done now, and why):\n\n| | Plugin | Action | Held because |\n|---|---|---|---|");
+        for h in &plan.held {
+            let _ = writeln!(out, "| ‖ | `{}` | {} | {} |", h.plugin, h.kind.verb(), h.reason.replace('|', "\\|"));
+        }
     }
     for r in &plan.admission {
         let _ = writeln!(

@@ -252,18 +252,7 @@ impl GitCache {
 
     /// Every file under `dir/` at `revision` (for reading the status branch).
     pub fn files_under(&self, revision: Oid, dir: &str) -> Vec<(String, Vec<u8>)> {
-        let mut out = Vec::new();
-        let Ok(tree) = self.repo.find_commit(revision).and_then(|c| c.tree()) else { return out };
-        let _ = tree.walk(git2::TreeWalkMode::PreOrder, |parent, entry| {
-            let path = format!("{parent}{}", entry.name().unwrap_or(""));
-            if entry.kind() == Some(git2::ObjectType::Blob) && path.starts_with(dir) {
-                if let Ok(blob) = self.repo.find_blob(entry.id()) {
-                    out.push((path, blob.content().to_vec()));
-                }
-            }
-            git2::TreeWalkResult::Ok
-        });
-        out
+        files_under(&self.repo, revision, dir)
     }
 
     /// Commits `files` (path → content, `None` deletes) on top of `parent`, touching no branch.
@@ -406,6 +395,32 @@ impl GitCache {
 }
 
 /// The commit checked out where `path` lives, or `None` outside a Git repository.
+/// Every file under `dir/` in `revision`'s tree.
+fn files_under(repo: &Repository, revision: Oid, dir: &str) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    let Ok(tree) = repo.find_commit(revision).and_then(|c| c.tree()) else { return out };
+    let _ = tree.walk(git2::TreeWalkMode::PreOrder, |parent, entry| {
+        let path = format!("{parent}{}", entry.name().unwrap_or(""));
+        if entry.kind() == Some(git2::ObjectType::Blob) && path.starts_with(dir) {
+            if let Ok(blob) = repo.find_blob(entry.id()) {
+                out.push((path, blob.content().to_vec()));
+            }
+        }
+        git2::TreeWalkResult::Ok
+    });
+    out
+}
+
+/// The files under `dir/` on `branch` of the repository holding `path` (its local branch, else
+/// `origin`'s), with the ref read; `None` outside a repository or without the branch.
+pub fn local_branch_files(path: &Path, branch: &str, dir: &str) -> Option<(String, Vec<(String, Vec<u8>)>)> {
+    let repo = Repository::discover(path).ok()?;
+    [format!("refs/heads/{branch}"), format!("refs/remotes/origin/{branch}")].into_iter().find_map(|name| {
+        let tip = repo.refname_to_id(&name).ok()?;
+        Some((name, files_under(&repo, tip, dir)))
+    })
+}
+
 pub fn head_revision(path: &Path) -> Option<String> {
     let repo = Repository::discover(path).ok()?;
     let head = repo.head().ok()?.peel_to_commit().ok()?;

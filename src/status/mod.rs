@@ -79,6 +79,24 @@ pub fn read_at(cache: &GitCache, tip: git2::Oid) -> (Option<FleetStatus>, BTreeM
     read_files(cache.files_under(tip, "status/"))
 }
 
+/// The failed rollouts the status book records, for the plan's gates.
+pub fn failed_rollouts(statuses: &BTreeMap<String, PluginStatus>) -> Vec<crate::plan::gates::FailedRollout> {
+    statuses
+        .iter()
+        .filter_map(|(id, s)| {
+            let f = s.failed.as_ref()?;
+            Some(crate::plan::gates::FailedRollout {
+                plugin: id.clone(),
+                spec_hash: f.spec_hash.clone(),
+                version: f.version.clone(),
+                revision: f.revision.clone(),
+                reason: f.reason.clone(),
+                at: f.at.clone(),
+            })
+        })
+        .collect()
+}
+
 /// The status branch's files (path, bytes) → fleet and plugin statuses. Whatever someone
 /// pushed there is outside input: unreadable files are skipped, never a panic.
 pub fn read_files(

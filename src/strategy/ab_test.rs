@@ -8,33 +8,13 @@ use super::{
     apply_control, is_ready, progress, remember_previous, retire_side_slots, settle, Action, Control, Outcome,
     SlotStrategy, Step, StepInput, Variant,
 };
-use crate::model::policy::{AbConfig, TrafficSplit};
+use crate::model::policy::AbConfig;
 use crate::plan::{Instance, Slot};
 use std::time::Duration;
 
 pub struct AbTest {
     pub config: AbConfig,
     pub health_check_timeout: Duration,
-}
-
-pub fn default_config() -> AbConfig {
-    AbConfig {
-        variant_a: None,
-        variant_b: None,
-        traffic_split: TrafficSplit { a: 50.0, b: 50.0 },
-        test_duration: None,
-        decision_metrics: vec!["errorRate".into(), "latency".into()],
-        auto_promote: false,
-        winner_threshold: crate::model::Rate::ZERO,
-    }
-}
-
-/// B instances beside `a` A instances so that B's share is nearest its split.
-pub fn b_instances(a: u32, split: &TrafficSplit) -> u32 {
-    if split.a <= 0.0 {
-        return a.max(1);
-    }
-    ((f64::from(a) * split.b / split.a).round() as u32).max(1)
 }
 
 impl AbTest {
@@ -77,7 +57,7 @@ impl SlotStrategy for AbTest {
             let old: Vec<&Instance> = main.iter().filter(|i| i.spec_hash != t.hash).collect();
             return promote(input, state, &main, &old, &b, actions, self.health_check_timeout);
         }
-        let wanted = b_instances(a.len() as u32, &self.config.traffic_split);
+        let wanted = self.config.traffic_split.b_instances(a.len() as u32);
         let live: Vec<&Instance> = b.iter().copied().filter(|i| i.is_running()).collect();
         actions.extend(b.iter().filter(|i| !i.is_running()).map(|i| Action::Retire { instance: i.id.clone() }));
         if (live.len() as u32) < wanted {

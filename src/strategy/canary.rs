@@ -9,40 +9,13 @@ use super::{
     apply_control, is_ready, progress, remember_previous, retire_side_slots, roll_back, settle, Action, Outcome,
     SlotStrategy, Step, StepInput, Verdict,
 };
-use crate::model::policy::CanaryConfig;
+use crate::model::policy::{canary_layout as layout, CanaryConfig};
 use crate::plan::{Instance, Slot};
 use std::time::Duration;
 
 pub struct Canary {
     pub config: CanaryConfig,
     pub health_check_timeout: Duration,
-}
-
-/// How many extra stable instances (`surge`) and canary instances a step uses, and the weight
-/// that really reaches the canary. Prefers the largest weight not above the step's; when even
-/// one canary among all stable instances plus the surge is too much, one canary it is.
-pub fn layout(stable: u32, weight: f64, max_surge: u32) -> (u32, u32, f64) {
-    if weight >= 100.0 {
-        return (0, stable.max(1), 100.0);
-    }
-    let achieved = |s: u32, c: u32| f64::from(c) * 100.0 / f64::from(stable + s + c);
-    let mut best: Option<(u32, u32, f64)> = None;
-    for s in 0..=max_surge {
-        for c in 1..=stable.max(1) * 20 {
-            let a = achieved(s, c);
-            if a > weight + 1e-9 {
-                break;
-            }
-            let better = match best {
-                None => true,
-                Some((bs, bc, ba)) => a > ba + 1e-9 || ((a - ba).abs() < 1e-9 && s + c < bs + bc),
-            };
-            if better {
-                best = Some((s, c, a));
-            }
-        }
-    }
-    best.unwrap_or((max_surge, 1, achieved(max_surge, 1)))
 }
 
 pub(crate) fn is_main(slot: Slot) -> bool {

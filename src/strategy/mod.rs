@@ -142,7 +142,7 @@ pub fn for_plugin(plugin: &Plugin) -> Box<dyn SlotStrategy + Send + Sync> {
             health_check_timeout: timeout,
         }),
         Strategy::ABTesting => Box::new(ab_test::AbTest {
-            config: policy.ab_config.clone().unwrap_or_else(ab_test::default_config),
+            config: policy.ab_config.clone().unwrap_or_default(),
             health_check_timeout: timeout,
         }),
     }

@@ -34,7 +34,7 @@ fn ab_b_instances_table() {
         (0, 0.0, 100.0, 1),
     ];
     for &(a, sa, sb, expected) in cases {
-        assert_eq!(b_instances(a, &TrafficSplit { a: sa, b: sb }), expected, "b_instances({a}, {sa}/{sb})");
+        assert_eq!(TrafficSplit { a: sa, b: sb }.b_instances(a), expected, "b_instances({a}, {sa}/{sb})");
     }
 }
 

@@ -3,9 +3,10 @@
 //! end-to-end walks simulate the executor (apply actions, probe readiness, gather evidence
 //! for `state.window`) on a vector of instances.
 
-use super::ab_test::{b_instances, AbTest};
+use super::ab_test::AbTest;
 use super::blue_green::BlueGreen;
-use super::canary::{layout, Canary};
+use super::canary::Canary;
+use crate::model::policy::canary_layout as layout;
 use super::*;
 use crate::model::policy::{AbConfig, BlueGreenConfig, CanaryConfig, Switchover, TrafficSplit};
 use crate::model::Span;
