@@ -96,6 +96,16 @@ impl Healer {
 /// say when and by what action.
 pub type Causes = Arc<Mutex<BTreeMap<String, String>>>;
 
+/// Records the engine's last word on `instance` (the map stays bounded).
+pub fn note_cause(causes: &Causes, instance: String, cause: String) {
+    let mut map = super::tasks::lock(causes);
+    map.insert(instance, cause);
+    if map.len() > 1000 {
+        let first = map.keys().next().cloned().unwrap_or_default();
+        map.remove(&first);
+    }
+}
+
 /// Follows Docker's events for the fleet's containers and its network: records each as the
 /// cause of what follows and wakes the daemon at once. Reconnects after errors.
 pub fn watch_docker(docker: bollard::Docker, fleet: String, network: String, causes: Causes, wake: Arc<Notify>) {
@@ -151,14 +161,7 @@ pub fn watch_docker(docker: bollard::Docker, fleet: String, network: String, cau
                         .map(|t| t.format("%H:%M:%S").to_string())
                         .unwrap_or_default();
                     tracing::info!(%action, %container, "engine event");
-                    {
-                        let mut map = super::tasks::lock(&causes);
-                        map.insert(container, format!("docker {action} at {at}"));
-                        if map.len() > 1000 {
-                            let first = map.keys().next().cloned().unwrap_or_default();
-                            map.remove(&first);
-                        }
-                    }
+                    note_cause(&causes, container, format!("docker {action} at {at}"));
                     wake.notify_one();
                 }
                 tokio::time::sleep(Duration::from_secs(1)).await;

@@ -468,15 +468,22 @@ impl Daemon {
             }
         }
         let backend = Arc::new(self.config.backend.connect(&fleet.config).await?);
-        if let (AnyBackend::Docker(docker), true) = (backend.as_ref(), self.events_for.as_ref() != Some(&key)) {
-            // A container dying wakes the daemon at once; the poll stays the safety net.
-            super::drift::watch_docker(
-                docker.docker().clone(),
-                fleet.config.fleet.clone(),
-                docker.network().to_string(),
-                self.causes.clone(),
-                self.trigger.clone(),
-            );
+        if self.events_for.as_ref() != Some(&key) {
+            // A container dying or a Deployment scaled by hand wakes the daemon at once; the
+            // poll stays the safety net.
+            let (fleet_name, causes, wake) = (fleet.config.fleet.clone(), self.causes.clone(), self.trigger.clone());
+            match backend.as_ref() {
+                AnyBackend::Docker(docker) => super::drift::watch_docker(
+                    docker.docker().clone(),
+                    fleet_name,
+                    docker.network().to_string(),
+                    causes,
+                    wake,
+                ),
+                AnyBackend::Kubernetes(k8s) => {
+                    super::kube_events::watch(k8s.client().clone(), k8s.namespace(), &fleet_name, causes, wake)
+                }
+            }
             self.events_for = Some(key.clone());
         }
         self.backend = Some((key, backend.clone()));
