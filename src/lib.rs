@@ -1,7 +1,9 @@
 //! plugsync: a declarative GitOps reconciler for containerised plugins.
 //!
-//! Pure rooms: [`model`], [`plan`], [`strategy`]. Edges: [`source`], [`backend`].
-//! [`reconcile`] wires them together for one pass.
+//! Pure rooms live in the `plugsync-core` crate (no I/O dependency, so the compiler keeps
+//! them pure) and are re-exported here: [`model`], [`plan`], [`strategy`], [`traffic`] and the
+//! verdict side of [`analysis`]. Edges: [`source`], [`backend`], [`status`], [`alert`],
+//! [`server`]. [`reconcile`] wires them together for one pass; [`daemon`] loops over it.
 
 pub mod alert;
 pub mod analysis;
@@ -9,12 +11,10 @@ pub mod backend;
 pub mod daemon;
 pub mod images;
 pub mod metrics;
-pub mod model;
-pub mod plan;
 pub mod reconcile;
 pub mod server;
 pub mod source;
 pub mod status;
-pub mod strategy;
 pub mod tls;
-pub mod traffic;
+
+pub use plugsync_core::{model, plan, strategy, traffic};

@@ -1,5 +1,7 @@
 //! Metric providers and verdicts: is the new version healthy enough to go on?
 //!
+//! The pure parts live in `plugsync-core` and are re-exported here:
+//!
 //! - [`parse`]: Prometheus text / OpenMetrics → samples (pure).
 //! - [`counters`]: samples → per-instance counters, window deltas, a slot's
 //!   [`SlotMetrics`] with a PromQL-style p99 (pure).
@@ -12,17 +14,12 @@
 //! second. The pure parts take values (and never the clock) as arguments.
 
 pub mod builtin;
-pub mod counters;
-pub mod parse;
 pub mod prometheus;
-pub mod router_log;
-pub mod verdict;
+
+pub use plugsync_core::analysis::*;
 
 pub use builtin::{scrape, Window};
-pub use counters::{aggregate, delta, histogram_quantile, InstanceCounters, SlotMetrics};
-pub use parse::{parse, Sample};
 pub use prometheus::PrometheusProvider;
-pub use verdict::{ab_decide, evaluate, summary, AbDecision, Variant, Verdict, DEFAULT_MIN_SAMPLES};
 
 /// Why a metric could not be obtained. Every variant names where it looked (instance and
 /// URL, or the Prometheus URL and query) and what went wrong.

@@ -47,13 +47,13 @@ impl SchemaKind {
     /// The schema text exactly as in `policy/`.
     pub fn text(self) -> &'static str {
         match self {
-            SchemaKind::PluginManifest => include_str!("../../policy/plugin-manifest.schema.json"),
-            SchemaKind::RolloutPolicy => include_str!("../../policy/rollout-policy.schema.json"),
-            SchemaKind::FleetConfig => include_str!("../../policy/fleet-config.schema.json"),
+            SchemaKind::PluginManifest => include_str!("../../../../policy/plugin-manifest.schema.json"),
+            SchemaKind::RolloutPolicy => include_str!("../../../../policy/rollout-policy.schema.json"),
+            SchemaKind::FleetConfig => include_str!("../../../../policy/fleet-config.schema.json"),
             SchemaKind::EnvironmentOverlay => {
-                include_str!("../../policy/environment-overlay.schema.json")
+                include_str!("../../../../policy/environment-overlay.schema.json")
             }
-            SchemaKind::AdmissionPolicy => include_str!("../../policy/admission-policy.schema.json"),
+            SchemaKind::AdmissionPolicy => include_str!("../../../../policy/admission-policy.schema.json"),
         }
     }
 

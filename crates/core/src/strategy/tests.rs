@@ -1,30 +1,12 @@
 //! Table tests of the pure strategies: each case is (instances, state, now) → actions, outcome.
 
+pub(crate) use crate::plan::fixtures::{inst, spec};
 use super::direct::Direct;
 use super::rolling::Rolling;
 use super::*;
 use crate::model::policy::{BatchSize, RollingConfig};
 use crate::model::Span;
-use crate::plan::{RunState, SlotTarget};
-
-pub(crate) fn spec(version: &str) -> InstanceSpec {
-    InstanceSpec {
-        plugin: "p".into(),
-        version: version.into(),
-        image: format!("echo:{version}"),
-        command: None,
-        args: None,
-        env: Default::default(),
-        secret_env: Default::default(),
-        cpu: None,
-        memory: None,
-        cpu_reservation: None,
-        memory_reservation: None,
-        port: 8080,
-        liveness: "/health/live".into(),
-        readiness: "/health/ready".into(),
-    }
-}
+use crate::plan::SlotTarget;
 
 fn target(version: &str, replicas: u32) -> SlotTarget {
     let spec = spec(version);
@@ -37,27 +19,6 @@ fn instances(version: &str, n: usize, ready: bool, serving: bool, tag: &str) -> 
 }
 
 /// One running instance of `version` in `slot`.
-pub(crate) fn inst(version: &str, slot: Slot, ready: bool, serving: bool, id: &str) -> Instance {
-    let s = spec(version);
-    Instance {
-        id: id.into(),
-        name: id.into(),
-        plugin: "p".into(),
-        slot,
-        version: version.into(),
-        spec_hash: s.hash(),
-        spec: Some(s),
-        revision: "r".into(),
-        state: RunState::Running,
-        serving,
-        address: None,
-        ready: Some(ready),
-        oom_killed: false,
-        restart_count: 0,
-        runtime: None,
-    }
-}
-
 fn rolling(batch: BatchSize, parallel: u32, wait_secs: u64) -> Rolling {
     Rolling {
         config: RollingConfig {

@@ -113,10 +113,10 @@ pub fn default_policy(env: Environment) -> RolloutPolicy {
         // Embedded and covered by tests; a broken default is a build defect.
         let parse = |text: &str| serde_saphyr::from_str(text).expect("built-in default policy parses");
         [
-            parse(include_str!("../../policy/defaults/development.yaml")),
-            parse(include_str!("../../policy/defaults/qa.yaml")),
-            parse(include_str!("../../policy/defaults/staging.yaml")),
-            parse(include_str!("../../policy/defaults/production.yaml")),
+            parse(include_str!("../../../../policy/defaults/development.yaml")),
+            parse(include_str!("../../../../policy/defaults/qa.yaml")),
+            parse(include_str!("../../../../policy/defaults/staging.yaml")),
+            parse(include_str!("../../../../policy/defaults/production.yaml")),
         ]
     });
     match env {

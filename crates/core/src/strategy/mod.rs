@@ -153,7 +153,8 @@ pub fn is_progressive(plugin: &Plugin) -> bool {
     plugin.canary.is_none() && matches!(plugin.strategy, Strategy::Canary | Strategy::BlueGreen | Strategy::ABTesting)
 }
 
-pub(crate) const POLL: Duration = Duration::from_millis(200);
+/// How often the executor looks again while a strategy waits.
+pub const POLL: Duration = Duration::from_millis(200);
 
 pub(crate) fn progress(note: impl Into<String>) -> Outcome {
     Outcome::Progress { recheck: POLL, note: note.into() }

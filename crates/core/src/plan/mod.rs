@@ -1,6 +1,8 @@
 //! Desired vs observed → a plan: per plugin, what to do and why. Pure: no I/O, no clock.
 
 pub mod drift;
+#[cfg(any(test, feature = "fixtures"))]
+pub mod fixtures;
 pub mod gates;
 pub mod observed;
 pub mod render;
