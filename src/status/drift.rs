@@ -1,22 +1,11 @@
 //! Drift in the status branch: when it was detected, what it is, when it was resolved; one
 //! commit when drift opens, changes its findings, or resolves — none while it stays the same.
 
-use super::render::{to_yaml, PluginStatus};
+use super::book::{to_yaml, PluginStatus};
+pub use super::book::DriftStatus;
 use super::StatusCommit;
 use crate::plan::drift::Finding;
-use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct DriftStatus {
-    pub open: bool,
-    /// One line per finding: `kind instance: expected …, found …`.
-    pub findings: Vec<String>,
-    pub detected_at: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub resolved_at: Option<String>,
-}
 
 /// New statuses and the commits recording drift changes, from all findings of a check.
 pub fn drift_commits(

@@ -2,6 +2,7 @@
 //! commit per change, pushed with fetch-rebase-retry so a concurrent writer never loses a
 //! commit. Nothing secret is ever written: statuses hold versions, counts and reasons only.
 
+pub mod book;
 pub mod drift;
 pub mod render;
 

@@ -130,7 +130,7 @@ fn same_bound(a: f64, b: f64) -> bool {
 /// the whole delta, as PromQL's `increase()` does. What the old process served between
 /// the first snapshot and its end is lost; and a restarted process that has already served
 /// more than the first snapshot showed, without `process_start`, looks like no reset (two
-/// snapshots cannot tell; [`super::builtin::Window`] also compares the backend's restart
+/// snapshots cannot tell; the built-in source's `Window` also compares the backend's restart
 /// count).
 pub fn delta(before: &InstanceCounters, after: &InstanceCounters) -> InstanceCounters {
     let bucket_before = |le: f64| before.buckets.iter().find(|(b, _)| same_bound(*b, le)).map_or(0.0, |(_, n)| *n);

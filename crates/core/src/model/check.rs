@@ -2,7 +2,7 @@
 
 use super::diagnostic::Diagnostic;
 use super::document::pointer_segment;
-use super::load::{Binding, Context, FoundPlugin, Located};
+use super::context::{Binding, Context, FoundPlugin, Located};
 use super::manifest::PluginManifest;
 use super::policy::{AbConfig, RolloutPolicy};
 use super::{Fleet, PolicySource};
@@ -26,7 +26,7 @@ pub(super) fn fleet(
 
 /// Cron expressions and time zones of `schedule` and `windows` in plugsync.yaml.
 fn schedules(cx: &mut Context, config: &super::FleetConfig) {
-    let Some(path) = super::load::CONFIG_NAMES.iter().find(|n| cx.docs.contains_key(**n)).copied() else { return };
+    let Some(path) = super::files::CONFIG_NAMES.iter().find(|n| cx.docs.contains_key(**n)).copied() else { return };
     let mut found = Vec::new();
     if let Some(schedule) = &config.schedule {
         if let Err(e) =
@@ -111,7 +111,7 @@ fn dependencies(cx: &mut Context, fleet: &Fleet) {
                         .expected("the id of another plugin"),
                 );
             } else if !cx.ids_seen.contains_key(dep) {
-                let hint = cx.ids_seen.keys().find(|k| super::load::similar(dep, k));
+                let hint = cx.ids_seen.keys().find(|k| super::context::similar(dep, k));
                 found.push(
                     cx.doc_diag("unknown-dependency", source, &pointer)
                         .found(format!("{dep:?}, which no manifest declares"))

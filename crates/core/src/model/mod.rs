@@ -3,10 +3,12 @@
 
 pub mod admission;
 mod check;
+mod context;
 pub mod config;
 pub mod diagnostic;
 pub mod document;
 pub mod duration;
+pub mod files;
 pub mod image;
 pub mod load;
 pub mod manifest;

@@ -3,7 +3,7 @@
 
 use super::diagnostic::Diagnostic;
 use super::document::{Document, Format};
-use super::load::{FileSet, CONFIG_NAMES, MANIFEST_NAMES};
+use super::files::{FileSet, CONFIG_NAMES, MANIFEST_NAMES};
 use super::schema::SchemaKind;
 use super::PluginManifest;
 use serde::Deserialize;
