@@ -12,7 +12,7 @@ use plugsync::backend::docker::DockerBackend;
 use plugsync::backend::kubernetes::KubernetesBackend;
 use plugsync::backend::Backend;
 use plugsync::plan::DesiredHealth;
-use plugsync::reconcile::{Reconciler, Report, Result_};
+use plugsync::reconcile::{Ending, Reconciler, Report};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -46,7 +46,7 @@ async fn pass<B: Backend>(backend: &B, dir: &Path) -> (Duration, Report) {
         .expect("reconcile");
     let took = t.elapsed();
     for r in &report.results {
-        assert_eq!(r.result, Result_::Converged, "{}: {:?}", r.plugin, r.result);
+        assert_eq!(r.result, Ending::Converged, "{}: {:?}", r.plugin, r.result);
     }
     (took, report)
 }

@@ -10,7 +10,7 @@ mod common;
 use common::*;
 use plugsync::backend::docker::DockerBackend;
 use plugsync::plan::{ChangeKind, DesiredHealth};
-use plugsync::reconcile::Result_;
+use plugsync::reconcile::Ending;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
@@ -245,9 +245,9 @@ async fn removed_plugin_is_pruned_and_others_untouched() {
     fleet.remove_plugin("gamma");
     let report = fleet.reconcile(&backend).await;
     assert!(report.succeeded(), "{report:#?}");
-    let results: Vec<(&str, ChangeKind, &Result_)> =
+    let results: Vec<(&str, ChangeKind, &Ending)> =
         report.results.iter().map(|r| (r.plugin.as_str(), r.kind, &r.result)).collect();
-    assert_eq!(results, [("gamma", ChangeKind::Remove, &Result_::Converged)]);
+    assert_eq!(results, [("gamma", ChangeKind::Remove, &Ending::Converged)]);
 
     let after = fleet.observe(&backend, None).await;
     assert!(ids_of(&after, "gamma").is_empty(), "gamma still runs: {after:#?}");

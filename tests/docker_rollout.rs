@@ -13,7 +13,7 @@ mod common;
 
 use common::*;
 use plugsync::plan::{ChangeKind, DesiredHealth, Instance};
-use plugsync::reconcile::{Report, Result_};
+use plugsync::reconcile::{Ending, Report};
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -79,7 +79,7 @@ async fn rolling_update_is_start_first_and_keeps_capacity() {
 
     assert_eq!(report.results.len(), 1, "{:#?}", report.results);
     assert_eq!(report.results[0].kind, ChangeKind::Update);
-    assert_eq!(report.results[0].result, Result_::Converged, "timeline:\n{timeline}");
+    assert_eq!(report.results[0].result, Ending::Converged, "timeline:\n{timeline}");
     assert!(watched.polls >= 5, "too few polls ({}) to judge the rollout:\n{timeline}", watched.polls);
     assert!(
         watched.min_serving.unwrap_or(0) >= 3,
@@ -160,7 +160,7 @@ async fn never_ready_version_is_rolled_back_without_failed_requests() {
     let timeline = watched.timeline.join("\n");
     assert_eq!(report.results.len(), 1, "{:#?}", report.results);
     let reason = match &report.results[0].result {
-        Result_::RolledBack { reason } => reason.clone(),
+        Ending::RolledBack { reason } => reason.clone(),
         other => panic!("expected RolledBack, got {other:?}\ntimeline:\n{timeline}"),
     };
     assert!(reason.contains(V2) && reason.contains("not ready"), "reason: {reason}");
@@ -225,7 +225,7 @@ async fn direct_never_ready_restores_previous_version() {
     let timeline = watched.timeline.join("\n");
     assert_eq!(report.results.len(), 1, "{:#?}", report.results);
     match &report.results[0].result {
-        Result_::RolledBack { reason } => assert!(reason.contains(V2), "reason: {reason}"),
+        Ending::RolledBack { reason } => assert!(reason.contains(V2), "reason: {reason}"),
         other => panic!("expected RolledBack, got {other:?}\ntimeline:\n{timeline}"),
     }
     assert!(watched.max_running >= 2, "{timeline}");

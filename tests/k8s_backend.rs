@@ -15,11 +15,11 @@ use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use kube::api::PostParams;
 use plugsync::backend::Backend;
 use plugsync::model::{Cpu, Memory};
-use plugsync::reconcile::Result_;
+use plugsync::reconcile::Ending;
 use std::time::{Duration, Instant};
 
 fn all_converged(report: &plugsync::reconcile::Report) -> bool {
-    report.results.iter().all(|r| r.result == Result_::Converged)
+    report.results.iter().all(|r| r.result == Ending::Converged)
 }
 
 /// The example fleet (examples/fleet, six plugins, one of them a versioned canary) on
@@ -212,7 +212,7 @@ async fn never_ready_version_is_rolled_back() {
     fleet.plugin(&web.clone().version(V2).env("NEVER_READY", "1"));
     let report = fleet.reconcile(&backend).await;
     match &report.results[0].result {
-        Result_::RolledBack { reason } => assert!(reason.contains("ready"), "{reason}"),
+        Ending::RolledBack { reason } => assert!(reason.contains("ready"), "{reason}"),
         other => panic!("expected a rollback, got {other:?}\n{}", fleet.narration()),
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -293,7 +293,7 @@ async fn pruning_removes_only_what_plugsync_owns() {
     let report = fleet.reconcile(&backend).await;
     let squat = report.results.iter().find(|r| r.plugin == "squat").expect("squat result");
     match &squat.result {
-        Result_::Failed { reason } => assert!(reason.contains("not plugsync's"), "{reason}"),
+        Ending::Failed { reason } => assert!(reason.contains("not plugsync's"), "{reason}"),
         other => panic!("expected a refusal, got {other:?}"),
     }
     let squatter = api.get("squat-stable").await.expect("squatter");

@@ -31,11 +31,20 @@ async fn metric_sum(base: &str, prefix: &str) -> f64 {
         .sum()
 }
 
-async fn wait_until(what: &str, timeout: Duration, daemon: &mut Daemon, mut check: impl AsyncFnMut() -> bool) -> Duration {
+async fn wait_until(
+    what: &str,
+    timeout: Duration,
+    daemon: &mut Daemon,
+    mut check: impl AsyncFnMut() -> bool,
+) -> Duration {
     let started = Instant::now();
     while !check().await {
         daemon.assert_alive();
-        assert!(started.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}; log:\n{}", daemon.log_tail());
+        assert!(
+            started.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}; log:\n{}",
+            daemon.log_tail()
+        );
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     started.elapsed()

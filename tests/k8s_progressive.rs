@@ -17,7 +17,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::ListParams;
 use plugsync::backend::Backend;
-use plugsync::reconcile::Result_;
+use plugsync::reconcile::Ending;
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -92,7 +92,7 @@ async fn setup(tag: &str, web: &PluginDef) -> (Cluster, K8sFleet, plugsync::back
     fleet.plugin(web);
     let backend = cluster.backend().await;
     let report = fleet.reconcile(&backend).await;
-    assert_eq!(report.results[0].result, Result_::Converged, "{}", fleet.narration());
+    assert_eq!(report.results[0].result, Ending::Converged, "{}", fleet.narration());
     (cluster, fleet, backend)
 }
 
@@ -115,7 +115,7 @@ async fn canary_runs_in_its_own_deployment_and_promotes() {
     let report = fleet.reconcile(&backend).await;
     let took = t.elapsed();
     let seen = watch.stop().await;
-    assert_eq!(report.results[0].result, Result_::Converged, "{}", fleet.narration());
+    assert_eq!(report.results[0].result, Ending::Converged, "{}", fleet.narration());
     let canary_serving = seen.iter().any(|(names, pods)| {
         names.contains("web-canary")
             && pods.iter().filter(|p| p.1 == "canary" && p.2).count() == 1
@@ -142,7 +142,7 @@ async fn failing_canary_is_rolled_back() {
     fleet.plugin(&web.clone().version(V2).env("ERROR_RATE", "0.5"));
     let report = fleet.reconcile(&backend).await;
     match &report.results[0].result {
-        Result_::RolledBack { reason } => assert!(reason.contains("error rate"), "{reason}"),
+        Ending::RolledBack { reason } => assert!(reason.contains("error rate"), "{reason}"),
         other => panic!("expected a rollback, got {other:?}\n{}", fleet.narration()),
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -165,7 +165,7 @@ async fn blue_green_switches_the_service_and_parks_blue() {
     let watch = ApiWatch::start(&cluster);
     let report = fleet.reconcile(&backend).await;
     let seen = watch.stop().await;
-    assert_eq!(report.results[0].result, Result_::Converged, "{}", fleet.narration());
+    assert_eq!(report.results[0].result, Ending::Converged, "{}", fleet.narration());
     assert!(seen.iter().any(|(names, _)| names.contains("web-green")), "green ran in web-green");
     for (_, pods) in &seen {
         let serving = pods.iter().filter(|p| p.2).count();
@@ -195,7 +195,7 @@ async fn green_failing_its_smoke_test_never_serves() {
     let report = fleet.reconcile(&backend).await;
     let seen = watch.stop().await;
     match &report.results[0].result {
-        Result_::RolledBack { reason } => assert!(reason.contains("smoke test"), "{reason}"),
+        Ending::RolledBack { reason } => assert!(reason.contains("smoke test"), "{reason}"),
         other => panic!("expected a rollback, got {other:?}\n{}", fleet.narration()),
     }
     assert!(seen.iter().any(|(_, pods)| pods.iter().any(|p| p.0 == V2)), "green was started");

@@ -595,7 +595,7 @@ async fn example_role_is_enough_and_every_verb_in_it_is_needed() {
                 let backend = h.cluster.backend().await;
                 let report = h.fleet.reconcile(&backend).await;
                 assert!(
-                    report.results.iter().all(|r| r.result == plugsync::reconcile::Result_::Converged),
+                    report.results.iter().all(|r| r.result == plugsync::reconcile::Ending::Converged),
                     "setup as admin: {report:#?}"
                 );
                 h.fleet.remove_plugin("web");

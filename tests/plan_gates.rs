@@ -75,7 +75,9 @@ async fn plan_shows_window_failed_and_prune_gates_and_reconcile_once_obeys_them(
     // failed, two of four plugins removed (over maxPruneFraction 25 %).
     fleet.write(
         "plugsync.yaml",
-        &format!("{base}windows:\n  - kind: deny\n    schedule: \"* * * * *\"\n    duration: 2h\n    plugins: [fresh]\n"),
+        &format!(
+            "{base}windows:\n  - kind: deny\n    schedule: \"* * * * *\"\n    duration: 2h\n    plugins: [fresh]\n"
+        ),
     );
     fleet.plugin(&PluginDef::new("fresh", V1));
     fleet.plugin(&PluginDef::new("failing", V2));
@@ -103,7 +105,8 @@ async fn plan_shows_window_failed_and_prune_gates_and_reconcile_once_obeys_them(
 
     let out = fleet.cli(&["plan", fleet.path_str(), "--format", "json"]);
     let plan: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json plan");
-    let held: BTreeSet<&str> = plan["held"].as_array().expect("held").iter().filter_map(|h| h["plugin"].as_str()).collect();
+    let held: BTreeSet<&str> =
+        plan["held"].as_array().expect("held").iter().filter_map(|h| h["plugin"].as_str()).collect();
     assert_eq!(held, BTreeSet::from(["fresh", "failing"]), "{plan:#}");
     assert!(plan["changes"].as_array().is_none_or(|c| c.is_empty()), "{plan:#}");
 

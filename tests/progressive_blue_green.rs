@@ -15,7 +15,7 @@ mod common_progressive;
 use common::{PluginDef, V1, V2};
 use common_progressive::*;
 use plugsync::plan::Instance;
-use plugsync::reconcile::Result_;
+use plugsync::reconcile::Ending;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
@@ -45,7 +45,7 @@ async fn green_failing_its_smoke_test_never_receives_traffic() {
     let log = ClientLog::read(&docker, &client).await;
 
     let reason = match &report.results[0].result {
-        Result_::RolledBack { reason } => reason.clone(),
+        Ending::RolledBack { reason } => reason.clone(),
         other => panic!("expected a rollback, got {other:?}\n{}", story.text()),
     };
     assert!(reason.contains("smoke test"), "the rollback names the smoke test: {reason}");
@@ -85,7 +85,7 @@ async fn switch_loses_no_request(tag: &str, switchover: &str) {
     eprintln!("[{}] timeline:\n{timeline}", fleet.name);
     tokio::time::sleep(Duration::from_millis(600)).await;
     let log = ClientLog::read(&docker, &client).await;
-    assert_eq!(report.results[0].result, Result_::Converged, "{}", story.text());
+    assert_eq!(report.results[0].result, Ending::Converged, "{}", story.text());
 
     let green_serves =
         first_poll(&watched, 0.0, |s| s.iter().any(|i| i.version == V2 && i.serving)).expect("green served");
@@ -154,7 +154,7 @@ async fn failing_green_is_switched_back_at_once() {
     tokio::time::sleep(Duration::from_millis(1000)).await;
     let log = ClientLog::read(&docker, &client).await;
     let reason = match &report.results[0].result {
-        Result_::RolledBack { reason } => reason.clone(),
+        Ending::RolledBack { reason } => reason.clone(),
         other => panic!("expected a switch back, got {other:?}\n{}", story.text()),
     };
     assert!(reason.contains("error rate"), "{reason}");

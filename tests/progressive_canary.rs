@@ -21,7 +21,7 @@ use common::{PluginDef, TestFleet, Watch, V1, V2};
 use common_progressive::*;
 use plugsync::backend::docker::DockerBackend;
 use plugsync::plan::{Instance, Slot};
-use plugsync::reconcile::{Report, Result_};
+use plugsync::reconcile::{Ending, Report};
 use plugsync::status::Lifecycle;
 use std::time::{Duration, Instant};
 
@@ -67,7 +67,7 @@ async fn failing_canary_is_rolled_back_within_one_evaluation_period() {
     let timeline = watched.timeline.join("\n");
     assert_eq!(report.results.len(), 1, "{:#?}", report.results);
     let reason = match &report.results[0].result {
-        Result_::RolledBack { reason } => reason.clone(),
+        Ending::RolledBack { reason } => reason.clone(),
         other => panic!("expected a rollback, got {other:?}\nnarration:\n{}\ntimeline:\n{timeline}", story.text()),
     };
     assert!(reason.contains("error rate"), "the rollback names the error rate: {reason}");
@@ -114,7 +114,7 @@ async fn failing_canary_is_rolled_back_within_one_evaluation_period() {
 async fn failing_canary_never_exceeds_its_step_weight_even_while_rolling_back() {
     let FailingCanary { report, watched, story, .. } = failing_canary("pcweight").await;
     let timeline = watched.timeline.join("\n");
-    assert!(matches!(report.results[0].result, Result_::RolledBack { .. }), "{:?}\n{}", report.results, story.text());
+    assert!(matches!(report.results[0].result, Ending::RolledBack { .. }), "{:?}\n{}", report.results, story.text());
     for (t, s) in &watched.snapshots {
         let share = share(s, |i| i.version == V2);
         assert!(
@@ -140,7 +140,7 @@ async fn healthy_canary_walks_every_step_to_full_promotion() {
     let timeline = watched.timeline.join("\n");
     eprintln!("[{}] timeline:\n{timeline}", fleet.name);
     assert_eq!(report.results.len(), 1, "{:#?}", report.results);
-    assert_eq!(report.results[0].result, Result_::Converged, "narration:\n{}\ntimeline:\n{timeline}", story.text());
+    assert_eq!(report.results[0].result, Ending::Converged, "narration:\n{}\ntimeline:\n{timeline}", story.text());
 
     let new_share: Vec<u32> =
         dedup(watched.snapshots.iter().map(|(_, s)| share(s, |i| i.version == V2).round() as u32));
@@ -225,7 +225,7 @@ async fn canary_share_holds_while_the_stable_surge_warms_up() {
     let (report, watched, w0) = reconcile_watched(&fleet, &backend, &story, "web").await;
     let timeline = watched.timeline.join("\n");
     eprintln!("[{}] timeline:\n{timeline}", fleet.name);
-    assert_eq!(report.results[0].result, Result_::Converged, "{}", story.text());
+    assert_eq!(report.results[0].result, Ending::Converged, "{}", story.text());
     let promoting = story.first("passed, next step").map(|t| t - w0).unwrap_or(f64::MAX);
     for (t, s) in &watched.snapshots {
         if *t >= promoting {
@@ -257,7 +257,7 @@ async fn never_ready_canary_with_a_surge_is_rolled_back_not_failed() {
     eprintln!("[{}] MEASURED never-ready canary: {:?}; left {}", fleet.name, report.results[0].result, layout(&now));
     assert!(settled_at(&now, &web), "the previous version serves alone: {}", layout(&now));
     match &report.results[0].result {
-        Result_::RolledBack { reason } => assert!(reason.contains("not ready"), "{reason}"),
+        Ending::RolledBack { reason } => assert!(reason.contains("not ready"), "{reason}"),
         other => panic!("expected RolledBack, got {other:?}\n{}", story.text()),
     }
     eprintln!("test took {:?}", t0.elapsed());

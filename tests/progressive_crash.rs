@@ -404,7 +404,7 @@ async fn instance_left_off_the_network_by_a_crash_is_repaired() {
     let took = started.elapsed();
     eprintln!("[{}] timeline:\n{}", fleet.name, watched.timeline.join("\n"));
     eprintln!("[{}] MEASURED off-network canary: {:?} after {took:?}", fleet.name, report.results[0].result);
-    assert_eq!(report.results[0].result, plugsync::reconcile::Result_::Converged, "{}", story.text());
+    assert_eq!(report.results[0].result, plugsync::reconcile::Ending::Converged, "{}", story.text());
     assert!(took < Duration::from_secs(10), "converged without waiting for the 10 s health-check timeout: {took:?}");
     let now = fleet.observe(&backend, Some("web")).await;
     assert!(settled_at(&now, &next), "{}", layout(&now));

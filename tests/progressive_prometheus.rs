@@ -16,7 +16,7 @@ use common_progressive::*;
 use plugsync::backend::docker::DockerBackend;
 use plugsync::backend::Backend;
 use plugsync::plan::Slot;
-use plugsync::reconcile::Result_;
+use plugsync::reconcile::Ending;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -187,7 +187,7 @@ async fn prometheus_verdict_rolls_back_a_bad_canary() {
     let (ok, failed) = log.counts_between(w0, wall());
 
     let reason = match &report.results[0].result {
-        Result_::RolledBack { reason } => reason.clone(),
+        Ending::RolledBack { reason } => reason.clone(),
         other => panic!("expected a rollback, got {other:?}\n{}\nprometheus log:\n{}", story.text(), prometheus.log()),
     };
     assert!(

@@ -12,7 +12,7 @@ mod common_progressive;
 
 use common::{PluginDef, V1, V2};
 use common_progressive::*;
-use plugsync::reconcile::Result_;
+use plugsync::reconcile::Ending;
 
 /// A HotSwap-style binding for `web` at V2, as such a team writes it: rates as fractions.
 const SEED_CANARY: &str = r#"{
@@ -31,7 +31,7 @@ const SEED_CANARY: &str = r#"{
   "analysis": { "minSamples": 40 }
 }"#;
 
-async fn canary_at_error_rate(tag: &str, error_rate: &str) -> (Result_, String) {
+async fn canary_at_error_rate(tag: &str, error_rate: &str) -> (Ending, String) {
     assert_eq!(V2, "1.1.0", "the seed config binds version 1.1.0");
     let web = PluginDef::new("web", V1);
     let (_docker, fleet, backend, _client) = setup(tag, &web).await;
@@ -52,14 +52,14 @@ async fn canary_at_error_rate(tag: &str, error_rate: &str) -> (Result_, String) 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn defect_1_seed_canary_with_max_error_rate_0_05_is_promoted_at_2_percent_errors() {
     let (result, story) = canary_at_error_rate("seedrate2", "0.02").await;
-    assert_eq!(result, Result_::Converged, "2 % errors is under 5 %: promoted\n{story}");
+    assert_eq!(result, Ending::Converged, "2 % errors is under 5 %: promoted\n{story}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn defect_1_seed_canary_with_max_error_rate_0_05_is_rolled_back_at_10_percent_errors() {
     let (result, story) = canary_at_error_rate("seedrate10", "0.1").await;
     match result {
-        Result_::RolledBack { reason } => {
+        Ending::RolledBack { reason } => {
             assert!(reason.contains("error rate") && reason.contains("> 5 %"), "the reason names the rate: {reason}")
         }
         other => panic!("10 % errors is over 5 %: must be rolled back, got {other:?}\n{story}"),

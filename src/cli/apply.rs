@@ -5,7 +5,7 @@ use plugsync::model::admission::Refusal;
 use plugsync::model::{BackendKind, Fleet, Loaded};
 use plugsync::plan::gates::{self, Gates};
 use plugsync::plan::{render, DesiredHealth};
-use plugsync::reconcile::{Reconciler, Report, Result_};
+use plugsync::reconcile::{Ending, Reconciler, Report};
 use std::path::Path;
 use std::process::ExitCode;
 use tracing::Instrument;
@@ -67,15 +67,19 @@ pub fn gates(path: &Path, fleet: &Fleet, admission: Vec<Refusal>, retry: Vec<Str
     let mut gates = Gates::at(chrono::Utc::now());
     gates.admission = admission;
     gates.retry = retry;
-    if let Some((_, files)) =
-        plugsync::source::git::local_branch_files(path, &fleet.config.status_branch, "status/")
-    {
+    if let Some((_, files)) = plugsync::source::git::local_branch_files(path, &fleet.config.status_branch, "status/") {
         gates.failed = plugsync::status::failed_rollouts(&plugsync::status::read_files(files).1);
     }
     gates
 }
 
-pub async fn plan(loaded: &Loaded, revision: &str, format: PlanFormat, choice: &BackendChoice, gates: Gates) -> anyhow::Result<ExitCode> {
+pub async fn plan(
+    loaded: &Loaded,
+    revision: &str,
+    format: PlanFormat,
+    choice: &BackendChoice,
+    gates: Gates,
+) -> anyhow::Result<ExitCode> {
     let desired = health(loaded);
     let backend = connect(&loaded.fleet, choice).await?;
     let quiet = |_: &str| {};
@@ -168,14 +172,14 @@ pub fn summary(report: &Report) -> String {
     if report.plan.no_changes() && report.plan.refused.is_empty() && report.plan.held.is_empty() {
         return format!("fleet {}: nothing to do, everything matches Git\n{refusals}", report.plan.fleet);
     }
-    let count = |f: fn(&Result_) -> bool| report.results.iter().filter(|r| f(&r.result)).count();
+    let count = |f: fn(&Ending) -> bool| report.results.iter().filter(|r| f(&r.result)).count();
     let mut out = format!(
         "fleet {}: {} converged, {} rolled back, {} failed, {} skipped\n",
         report.plan.fleet,
-        count(|r| matches!(r, Result_::Converged)),
-        count(|r| matches!(r, Result_::RolledBack { .. })),
-        count(|r| matches!(r, Result_::Failed { .. })),
-        count(|r| matches!(r, Result_::Skipped { .. })),
+        count(|r| matches!(r, Ending::Converged)),
+        count(|r| matches!(r, Ending::RolledBack { .. })),
+        count(|r| matches!(r, Ending::Failed { .. })),
+        count(|r| matches!(r, Ending::Skipped { .. })),
     );
     for r in &report.plan.refused {
         out.push_str(&format!("refused to remove {}: {}\n", r.plugins.join(", "), r.reason));

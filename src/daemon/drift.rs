@@ -251,7 +251,7 @@ impl Notifier {
     /// Rollout events of a pass: started (for each planned update), then how it ended.
     pub fn rollouts(&self, fleet: &str, report: &crate::reconcile::Report) {
         use crate::alert::RolloutEventKind as Kind;
-        use crate::reconcile::Result_;
+        use crate::reconcile::Ending;
         let now = chrono::Utc::now();
         for r in &report.results {
             let Some(change) = report.plan.changes.iter().find(|c| c.plugin == r.plugin) else { continue };
@@ -260,11 +260,11 @@ impl Notifier {
             }
             let reasons = change.reasons.join("; ");
             let (kind, text) = match &r.result {
-                Result_::Converged => (Kind::Promoted, format!("{}: rolled out ({reasons})", r.plugin)),
-                Result_::RolledBack { reason } => (Kind::RolledBack, format!("{}: rolled back: {reason}", r.plugin)),
-                Result_::Failed { reason } => (Kind::Failed, format!("{}: rollout failed: {reason}", r.plugin)),
-                Result_::Paused { reason } => (Kind::Step, format!("{}: rollout paused: {reason}", r.plugin)),
-                Result_::Skipped { .. } => continue,
+                Ending::Converged => (Kind::Promoted, format!("{}: rolled out ({reasons})", r.plugin)),
+                Ending::RolledBack { reason } => (Kind::RolledBack, format!("{}: rolled back: {reason}", r.plugin)),
+                Ending::Failed { reason } => (Kind::Failed, format!("{}: rollout failed: {reason}", r.plugin)),
+                Ending::Paused { reason } => (Kind::Step, format!("{}: rollout paused: {reason}", r.plugin)),
+                Ending::Skipped { .. } => continue,
             };
             self.dispatcher.send(crate::alert::rollout(
                 fleet,

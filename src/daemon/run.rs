@@ -8,7 +8,7 @@ use crate::metrics::Metrics;
 use crate::model::{self, Environment, FileSet, Fleet};
 use crate::plan::gates::{self, Gates};
 use crate::plan::{spec::combined_hash, DesiredHealth, Plan};
-use crate::reconcile::{Reconciler, Report, Result_, RolloutMemory};
+use crate::reconcile::{Reconciler, Report, RolloutMemory};
 use crate::server::{self, Command, ServerState};
 use crate::source::git::{GitCache, GitError, GitRemote};
 use crate::status::{self, render::PassRecord, PluginStatus};
@@ -544,14 +544,7 @@ impl Daemon {
             notifier.rollouts(&fleet.config.fleet, &report);
         }
         for r in &report.results {
-            let result = match r.result {
-                Result_::Converged => "converged",
-                Result_::RolledBack { .. } => "rolled_back",
-                Result_::Failed { .. } => "failed",
-                Result_::Skipped { .. } => "skipped",
-                Result_::Paused { .. } => "paused",
-            };
-            self.metrics.plugin_change(r.kind.verb(), result);
+            self.metrics.plugin_change(r.kind.verb(), r.result.label());
         }
         if !self.may_apply() {
             tracing::warn!("lost the leader Lease during the pass; the new leader records status");

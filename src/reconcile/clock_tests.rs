@@ -5,9 +5,9 @@
 use super::{Clock, SystemClock};
 use crate::model::policy::{BatchSize, RollingConfig};
 use crate::model::Span;
+use crate::plan::fixtures::{inst, spec};
 use crate::plan::{Instance, Slot, SlotTarget};
 use crate::strategy::rolling::Rolling;
-use crate::plan::fixtures::{inst, spec};
 use crate::strategy::{Action, Evidence, RolloutState, SlotStrategy, StepInput};
 use std::sync::atomic::{AtomicU64, Ordering};
 

@@ -18,31 +18,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 use tracing::Instrument;
 
-/// How one plugin's change ended.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(tag = "result", rename_all = "camelCase")]
-pub enum Result_ {
-    Converged,
-    RolledBack {
-        reason: String,
-    },
-    Failed {
-        reason: String,
-    },
-    Skipped {
-        reason: String,
-    },
-    /// A progressive rollout waits for a person.
-    Paused {
-        reason: String,
-    },
-}
+pub use crate::strategy::Ending;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct PluginResult {
     pub plugin: String,
     pub kind: ChangeKind,
-    pub result: Result_,
+    pub result: Ending,
     pub millis: u64,
 }
 
@@ -54,7 +36,7 @@ pub struct Report {
 
 impl Report {
     pub fn succeeded(&self) -> bool {
-        self.plan.refused.is_empty() && self.results.iter().all(|r| r.result == Result_::Converged)
+        self.plan.refused.is_empty() && self.results.iter().all(|r| r.result == Ending::Converged)
     }
 }
 
@@ -134,9 +116,9 @@ impl<'a, B: Backend> Reconciler<'a, B> {
     }
 
     /// Why this replica must stop applying, if it must.
-    fn deposed(&self) -> Option<Result_> {
+    fn deposed(&self) -> Option<Ending> {
         let lost = self.leading.is_some_and(|l| !l.load(std::sync::atomic::Ordering::Relaxed));
-        lost.then(|| Result_::Skipped { reason: "this replica lost its leader Lease; the new leader continues".into() })
+        lost.then(|| Ending::Skipped { reason: "this replica lost its leader Lease; the new leader continues".into() })
     }
 
     fn name(&self) -> &str {
@@ -183,7 +165,7 @@ impl<'a, B: Backend> Reconciler<'a, B> {
                 let Some(index) = ready else { break };
                 let change = waiting.remove(index);
                 let failed_dep =
-                    change.after.iter().find(|d| done.get(*d).is_some_and(|r| r.result != Result_::Converged));
+                    change.after.iter().find(|d| done.get(*d).is_some_and(|r| r.result != Ending::Converged));
                 if let Some(dep) = failed_dep {
                     let reason = format!("dependency {dep} did not converge");
                     (self.narrate)(&format!("{}: skipped, {reason}", change.plugin));
@@ -192,7 +174,7 @@ impl<'a, B: Backend> Reconciler<'a, B> {
                         PluginResult {
                             plugin: change.plugin.clone(),
                             kind: change.kind,
-                            result: Result_::Skipped { reason },
+                            result: Ending::Skipped { reason },
                             millis: 0,
                         },
                     );
@@ -225,11 +207,11 @@ impl<'a, B: Backend> Reconciler<'a, B> {
                 (_, Some(plugin)) => self.converge(plugin).await,
             };
             let line = match &result {
-                Result_::Converged => format!("{}: converged", change.plugin),
-                Result_::RolledBack { reason } => format!("{}: rolled back ({reason})", change.plugin),
-                Result_::Failed { reason } => format!("{}: FAILED ({reason})", change.plugin),
-                Result_::Skipped { reason } => format!("{}: skipped ({reason})", change.plugin),
-                Result_::Paused { reason } => format!("{}: PAUSED ({reason})", change.plugin),
+                Ending::Converged => format!("{}: converged", change.plugin),
+                Ending::RolledBack { reason } => format!("{}: rolled back ({reason})", change.plugin),
+                Ending::Failed { reason } => format!("{}: FAILED ({reason})", change.plugin),
+                Ending::Skipped { reason } => format!("{}: skipped ({reason})", change.plugin),
+                Ending::Paused { reason } => format!("{}: PAUSED ({reason})", change.plugin),
             };
             (self.narrate)(&line);
             tracing::info!(result = ?result, "plugin done");
@@ -245,26 +227,26 @@ impl<'a, B: Backend> Reconciler<'a, B> {
         }
     }
 
-    async fn remove(&self, plugin: &str) -> Result_ {
+    async fn remove(&self, plugin: &str) -> Ending {
         let observed = match self.backend.observe(self.name(), Some(plugin)).await {
             Ok(o) => o,
-            Err(e) => return Result_::Failed { reason: e.to_string() },
+            Err(e) => return Ending::Failed { reason: e.to_string() },
         };
         for instance in &observed.instances {
             if let Some(skipped) = self.deposed() {
                 return skipped;
             }
             if let Err(e) = self.backend.retire(self.name(), instance).await {
-                return Result_::Failed { reason: e.to_string() };
+                return Ending::Failed { reason: e.to_string() };
             }
         }
-        Result_::Converged
+        Ending::Converged
     }
 
-    async fn converge(&self, plugin: &Plugin) -> Result_ {
+    async fn converge(&self, plugin: &Plugin) -> Ending {
         let secrets = match resolve_secrets(plugin) {
             Ok(s) => s,
-            Err(e) => return Result_::Failed { reason: e.to_string() },
+            Err(e) => return Ending::Failed { reason: e.to_string() },
         };
         let targets = plan::spec::slot_targets(plugin);
         let strategy = strategy::for_plugin(plugin);
@@ -282,7 +264,7 @@ impl<'a, B: Backend> Reconciler<'a, B> {
                         tokio::time::sleep(strategy::POLL).await;
                         continue;
                     }
-                    Err(e) => return Result_::Failed { reason: e.to_string() },
+                    Err(e) => return Ending::Failed { reason: e.to_string() },
                 };
                 unreachable_since = None;
                 let evidence = analyst.evidence(&state, &instances).await;
@@ -303,7 +285,7 @@ impl<'a, B: Backend> Reconciler<'a, B> {
                         tokio::time::sleep(strategy::POLL).await;
                         continue;
                     }
-                    Err(e) => return Result_::Failed { reason: e.to_string() },
+                    Err(e) => return Ending::Failed { reason: e.to_string() },
                 }
                 state = step.state;
                 if let Some(m) = self.memory {
@@ -316,9 +298,9 @@ impl<'a, B: Backend> Reconciler<'a, B> {
                 }
                 match step.outcome {
                     Outcome::Converged => break,
-                    Outcome::RolledBack { reason } => return Result_::RolledBack { reason },
-                    Outcome::Failed { reason } => return Result_::Failed { reason },
-                    Outcome::Paused { reason } => return Result_::Paused { reason },
+                    Outcome::RolledBack { reason } => return Ending::RolledBack { reason },
+                    Outcome::Failed { reason } => return Ending::Failed { reason },
+                    Outcome::Paused { reason } => return Ending::Paused { reason },
                     Outcome::Progress { recheck, note } => {
                         tracing::debug!(%note, "step");
                         if note != last_note {
@@ -338,12 +320,12 @@ impl<'a, B: Backend> Reconciler<'a, B> {
             Ok(observed) => {
                 for i in observed.instances.iter().filter(|i| !wanted.iter().any(|t| t.owns(i.slot))) {
                     if let Err(e) = self.backend.retire(self.name(), i).await {
-                        return Result_::Failed { reason: e.to_string() };
+                        return Ending::Failed { reason: e.to_string() };
                     }
                 }
-                Result_::Converged
+                Ending::Converged
             }
-            Err(e) => Result_::Failed { reason: e.to_string() },
+            Err(e) => Ending::Failed { reason: e.to_string() },
         }
     }
 

@@ -1,8 +1,8 @@
 //! Drift in the status branch: when it was detected, what it is, when it was resolved; one
 //! commit when drift opens, changes its findings, or resolves — none while it stays the same.
 
-use super::book::{to_yaml, PluginStatus};
 pub use super::book::DriftStatus;
+use super::book::{to_yaml, PluginStatus};
 use super::StatusCommit;
 use crate::plan::drift::Finding;
 use std::collections::BTreeMap;

@@ -2,7 +2,7 @@
 
 use crate::model::Fleet;
 use crate::plan::{ChangeKind, Observed, Plan};
-use crate::reconcile::{PluginResult, Result_};
+use crate::reconcile::{Ending, PluginResult};
 use crate::strategy::RolloutState;
 use std::collections::BTreeMap;
 
@@ -77,20 +77,20 @@ pub fn pass_commits(
         match (changes.get(id.as_str()), results.get(id.as_str())) {
             (Some(change), Some(result)) => {
                 let (state, verb) = match (&result.result, change.kind) {
-                    (Result_::Converged, ChangeKind::Remove) => (Lifecycle::Uninstalled, "converged"),
-                    (Result_::Converged, ChangeKind::Create) => (Lifecycle::Active, "converged"),
-                    (Result_::Converged, _) => (Lifecycle::Active, "converged"),
-                    (Result_::RolledBack { .. }, _) => (Lifecycle::RolledBack, "rolled back"),
-                    (Result_::Failed { .. }, _) => (Lifecycle::Failed, "failed"),
-                    (Result_::Skipped { .. }, _) => (status.state, "skipped"),
-                    (Result_::Paused { .. }, _) => (Lifecycle::Installing, "paused"),
+                    (Ending::Converged, ChangeKind::Remove) => (Lifecycle::Uninstalled, "converged"),
+                    (Ending::Converged, ChangeKind::Create) => (Lifecycle::Active, "converged"),
+                    (Ending::Converged, _) => (Lifecycle::Active, "converged"),
+                    (Ending::RolledBack { .. }, _) => (Lifecycle::RolledBack, "rolled back"),
+                    (Ending::Failed { .. }, _) => (Lifecycle::Failed, "failed"),
+                    (Ending::Skipped { .. }, _) => (status.state, "skipped"),
+                    (Ending::Paused { .. }, _) => (Lifecycle::Installing, "paused"),
                 };
                 let reason = match &result.result {
-                    Result_::RolledBack { reason }
-                    | Result_::Failed { reason }
-                    | Result_::Skipped { reason }
-                    | Result_::Paused { reason } => Some(reason.clone()),
-                    Result_::Converged => None,
+                    Ending::RolledBack { reason }
+                    | Ending::Failed { reason }
+                    | Ending::Skipped { reason }
+                    | Ending::Paused { reason } => Some(reason.clone()),
+                    Ending::Converged => None,
                 };
                 status.state = state;
                 status.last_error = reason.clone();
@@ -102,12 +102,12 @@ pub fn pass_commits(
                     at: record.now.into(),
                 });
                 match &result.result {
-                    Result_::Converged => {
+                    Ending::Converged => {
                         status.revision = Some(record.revision.into());
                         status.failed = None;
                         status.applied = desired.map(crate::plan::spec::combined_hash);
                     }
-                    Result_::RolledBack { reason } | Result_::Failed { reason } => {
+                    Ending::RolledBack { reason } | Ending::Failed { reason } => {
                         status.failed = Some(FailedRollout {
                             revision: record.revision.into(),
                             version: status.desired_version.clone().unwrap_or_default(),
@@ -116,10 +116,10 @@ pub fn pass_commits(
                             at: record.now.into(),
                         });
                     }
-                    Result_::Skipped { .. } | Result_::Paused { .. } => {}
+                    Ending::Skipped { .. } | Ending::Paused { .. } => {}
                 }
                 let detail = match (&result.result, reason) {
-                    (Result_::Converged, _) => change.reasons.join("; "),
+                    (Ending::Converged, _) => change.reasons.join("; "),
                     (_, Some(r)) => r,
                     _ => String::new(),
                 };

@@ -1,8 +1,8 @@
 //! Semantic checks the schema cannot express: ids, dependencies, bindings, weights, policies.
 
+use super::context::{Binding, Context, FoundPlugin, Located};
 use super::diagnostic::Diagnostic;
 use super::document::pointer_segment;
-use super::context::{Binding, Context, FoundPlugin, Located};
 use super::manifest::PluginManifest;
 use super::policy::{AbConfig, RolloutPolicy};
 use super::{Fleet, PolicySource};

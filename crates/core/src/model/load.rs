@@ -2,12 +2,12 @@
 //! docs/formats.md into a [`Fleet`], collecting every problem rather than stopping at the first.
 
 use super::check;
-use super::context::{similar, Binding, Context, FoundPlugin, Located, Overlay};
-pub use super::files::{is_fleet_file, FileSet};
-use super::files::{CONFIG_NAMES, MANIFEST_NAMES};
 use super::config::FleetConfig;
+use super::context::{similar, Binding, Context, FoundPlugin, Located, Overlay};
 use super::diagnostic::Diagnostic;
 use super::document::Format;
+pub use super::files::{is_fleet_file, FileSet};
+use super::files::{CONFIG_NAMES, MANIFEST_NAMES};
 use super::manifest::{PluginManifest, KNOWN_FOREIGN_KEYS};
 use super::policy::{Environment, RolloutPolicy};
 use super::prepare::{prepare, ParseCache};

@@ -3,8 +3,8 @@
 
 pub mod admission;
 mod check;
-mod context;
 pub mod config;
+mod context;
 pub mod diagnostic;
 pub mod document;
 pub mod duration;

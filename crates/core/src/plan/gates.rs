@@ -88,7 +88,8 @@ pub fn apply(plan: &mut Plan, fleet: &Fleet, gates: &Gates) {
             std::mem::take(&mut plan.changes).into_iter().partition(|c| c.kind == ChangeKind::Remove);
         plan.changes = rest;
         if !removals.is_empty() {
-            plan.refused.push(Refusal { plugins: removals.into_iter().map(|c| c.plugin).collect(), reason: reason.clone() });
+            plan.refused
+                .push(Refusal { plugins: removals.into_iter().map(|c| c.plugin).collect(), reason: reason.clone() });
         }
     }
 }
@@ -133,10 +134,18 @@ mod tests {
             held: &'static [(&'static str, &'static str)],
         }
         let plain = "fleet: f\n";
-        let deny_api = "fleet: f\nwindows:\n  - kind: deny\n    schedule: \"0 12 * * *\"\n    duration: 2h\n    plugins: [api]\n";
+        let deny_api =
+            "fleet: f\nwindows:\n  - kind: deny\n    schedule: \"0 12 * * *\"\n    duration: 2h\n    plugins: [api]\n";
         let allow_night = "fleet: f\nwindows:\n  - kind: allow\n    schedule: \"0 22 * * *\"\n    duration: 1h\n";
         let cases = [
-            Case { name: "no gate", config: plain, failed: &[], retry: &[], applied: &["api", "web", "cron"], held: &[] },
+            Case {
+                name: "no gate",
+                config: plain,
+                failed: &[],
+                retry: &[],
+                applied: &["api", "web", "cron"],
+                held: &[],
+            },
             Case {
                 name: "failed rollout holds it and its dependents",
                 config: plain,
@@ -236,6 +245,9 @@ mod tests {
         gates.prune_hold = Some("history rewritten (force-push)".into());
         apply(&mut plan, &fleet, &gates);
         assert!(plan.changes.iter().all(|c| c.kind != ChangeKind::Remove));
-        assert_eq!(plan.refused, vec![Refusal { plugins: vec!["old".into()], reason: "history rewritten (force-push)".into() }]);
+        assert_eq!(
+            plan.refused,
+            vec![Refusal { plugins: vec!["old".into()], reason: "history rewritten (force-push)".into() }]
+        );
     }
 }

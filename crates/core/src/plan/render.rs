@@ -83,7 +83,10 @@ pub fn markdown(plan: &Plan) -> String {
         let _ = writeln!(out, "\n> **Refused** to remove {}: {}", r.plugins.join(", "), r.reason);
     }
     if !plan.held.is_empty() {
-        let _ = writeln!(out, "\n**Held** (not done now, and why):\n\n| | Plugin | Action | Held because |\n|---|---|---|---|");
+        let _ = writeln!(
+            out,
+            "\n**Held** (not done now, and why):\n\n| | Plugin | Action | Held because |\n|---|---|---|---|"
+        );
         for h in &plan.held {
             let _ = writeln!(out, "| ‖ | `{}` | {} | {} |", h.plugin, h.kind.verb(), h.reason.replace('|', "\\|"));
         }

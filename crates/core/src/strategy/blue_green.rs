@@ -17,11 +17,45 @@ pub struct BlueGreen {
     pub health_check_timeout: Duration,
 }
 
-/// `state.step` phases.
-const WARMING: usize = 0;
-const SMOKE: usize = 1;
-/// From here on, `step - SWITCH` indexes the switch steps.
-const SWITCH: usize = 2;
+/// Where a blue-green rollout is. Stored as `state.step` (0 warming, 1 smoke tests, 2 + n
+/// the n-th switch step) so a restarted daemon reads what an earlier one wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Warming,
+    Smoke,
+    /// Green takes the n-th switch step's share of traffic.
+    Switch(usize),
+}
+
+impl Phase {
+    pub fn of(step: usize) -> Phase {
+        match step {
+            0 => Phase::Warming,
+            1 => Phase::Smoke,
+            n => Phase::Switch(n - 2),
+        }
+    }
+
+    pub fn step(self) -> usize {
+        match self {
+            Phase::Warming => 0,
+            Phase::Smoke => 1,
+            Phase::Switch(n) => n + 2,
+        }
+    }
+}
+
+/// The instances of a blue-green rollout by role.
+struct Sides<'a> {
+    /// Running the older spec (blue), serving or not.
+    active: Vec<&'a Instance>,
+    /// Stopped older instances kept for an instant switch back.
+    parked: Vec<&'a Instance>,
+    /// The new spec (green), running or not.
+    green: Vec<&'a Instance>,
+    /// Running green instances.
+    live: Vec<&'a Instance>,
+}
 
 impl BlueGreen {
     fn ms(d: Option<crate::model::Span>, default: Duration) -> u64 {
@@ -40,6 +74,101 @@ impl BlueGreen {
                 steps
             }
         }
+    }
+
+    /// Green takes switch step `n`'s share: serving grows first, blue shrinks after, then the
+    /// step is monitored and passed, failed (switch back) or the rollout finishes.
+    #[allow(clippy::too_many_arguments)]
+    fn switching(
+        &self,
+        input: &StepInput,
+        mut state: super::RolloutState,
+        mut actions: Vec<Action>,
+        sides: &Sides,
+        new_slot: Slot,
+        n: usize,
+        elapsed: u64,
+    ) -> Step {
+        let t = input.target;
+        let steps = self.switch_steps();
+        let index = n.min(steps.len() - 1);
+        let weight = steps[index];
+        // Green grows to the step's share of the replicas (replica-weighted).
+        let green_serving = if weight >= 100.0 {
+            sides.live.len()
+        } else {
+            ((f64::from(t.replicas) * weight / 100.0).floor() as usize).clamp(1, sides.live.len())
+        };
+        // Grow green first; shrink blue only once green serves.
+        let mut by_name = sides.live.clone();
+        by_name.sort_by_key(|i| (!i.serving, i.name.clone()));
+        let serve: Vec<Action> = by_name
+            .iter()
+            .take(green_serving)
+            .filter(|i| !i.serving)
+            .map(|i| Action::Serve { instance: i.id.clone() })
+            .collect();
+        if !serve.is_empty() {
+            actions.extend(serve);
+            state.step_started_ms = None;
+            return Step { actions, state, outcome: progress(format!("switching {weight} % of traffic to green")) };
+        }
+        // Blue shrinks as green grows, but never below what keeps green at or under
+        // the step's weight.
+        let blue_serving = if weight >= 100.0 {
+            0
+        } else {
+            let floor = (green_serving as f64 * (100.0 - weight) / weight).ceil() as usize;
+            (t.replicas as usize).saturating_sub(green_serving).max(floor).min(sides.active.len())
+        };
+        let serving_blue: Vec<&&Instance> = sides.active.iter().filter(|i| i.serving).collect();
+        if serving_blue.len() > blue_serving {
+            actions.extend(
+                serving_blue
+                    .iter()
+                    .take(serving_blue.len() - blue_serving)
+                    .map(|i| Action::Unserve { instance: i.id.clone() }),
+            );
+            state.step_started_ms = None;
+            return Step { actions, state, outcome: progress(format!("green serves {weight} %; blue leaves traffic")) };
+        }
+        if state.watch != vec![new_slot] || state.step_started_ms == Some(input.now_ms) {
+            state.window += 1;
+            state.watch = vec![new_slot];
+        }
+        let monitoring = Self::ms(self.config.monitoring_period, Duration::ZERO);
+        let verdict = input.evidence.verdict(state.window, new_slot).cloned();
+        match verdict {
+            Some(Verdict::Fail { reason }) => {
+                return self.switch_back(&sides.active, &sides.green, state, format!("green at {weight} %: {reason}"))
+            }
+            Some(Verdict::Inconclusive { reason }) if elapsed >= 3 * monitoring.max(1) => {
+                return self.switch_back(&sides.active, &sides.green, state, format!("analysis inconclusive: {reason}"))
+            }
+            _ => {}
+        }
+        let passed = matches!(verdict, Some(Verdict::Pass { .. })) || monitoring == 0;
+        if (elapsed < monitoring || !passed) && !state.promoted {
+            return Step { actions, state, outcome: progress(format!("green serves {weight} %: monitoring")) };
+        }
+        if index + 1 < steps.len() {
+            state.step = Phase::Switch(index + 1).step();
+            state.step_started_ms = None;
+            return Step { actions, state, outcome: progress(format!("green {weight} % passed")) };
+        }
+        // Done: blue goes, or is parked for an instant manual rollback.
+        if self.config.keep_previous_environment {
+            actions.extend(sides.active.iter().map(|i| Action::Park { instance: i.id.clone() }));
+            actions.extend(sides.parked.iter().map(|i| Action::Retire { instance: i.id.clone() }));
+        } else {
+            actions.extend(
+                sides.active.iter().chain(sides.parked.iter()).map(|i| Action::Retire { instance: i.id.clone() }),
+            );
+        }
+        if let Some(Verdict::Pass { summary }) = verdict {
+            state.note = Some(summary);
+        }
+        Step { actions, state, outcome: progress("green took over; retiring blue") }
     }
 
     /// Switch back at once: blue serves first, then green goes.
@@ -87,8 +216,9 @@ impl SlotStrategy for BlueGreen {
         let live: Vec<&Instance> = green.iter().copied().filter(|i| i.is_running()).collect();
         actions.extend(green.iter().filter(|i| !i.is_running()).map(|i| Action::Retire { instance: i.id.clone() }));
         // A restarted daemon finds green already serving: it is past the smoke tests.
-        if state.step == WARMING && state.step_started_ms.is_none() && live.iter().any(|i| i.serving) {
-            state.step = SWITCH;
+        if Phase::of(state.step) == Phase::Warming && state.step_started_ms.is_none() && live.iter().any(|i| i.serving)
+        {
+            state.step = Phase::Switch(0).step();
         }
         if (live.len() as u32) < t.replicas {
             actions.push(Action::Start {
@@ -122,18 +252,18 @@ impl SlotStrategy for BlueGreen {
         }
         let started = *state.step_started_ms.get_or_insert(input.now_ms);
         let elapsed = input.now_ms.saturating_sub(started);
-        match state.step {
-            WARMING => {
+        match Phase::of(state.step) {
+            Phase::Warming => {
                 if elapsed < Self::ms(self.config.warmup_period, Duration::ZERO) && !state.promoted {
                     return Step { actions, state, outcome: progress("green warming up") };
                 }
-                state.step = SMOKE;
+                state.step = Phase::Smoke.step();
                 state.step_started_ms = None;
                 state.window += 1;
                 state.smoke = (!self.config.smoke_tests.is_empty()).then_some(new_slot);
                 Step { actions, state, outcome: progress("running smoke tests on green") }
             }
-            SMOKE => {
+            Phase::Smoke => {
                 if state.smoke.is_some() {
                     match input.evidence.smoke.as_ref().filter(|_| input.evidence.window == state.window) {
                         None => return Step { actions, state, outcome: progress("running smoke tests on green") },
@@ -145,98 +275,33 @@ impl SlotStrategy for BlueGreen {
                     }
                 }
                 state.smoke = None;
-                state.step = SWITCH;
+                state.step = Phase::Switch(0).step();
                 state.step_started_ms = None;
                 Step { actions, state, outcome: progress("smoke tests passed; switching") }
             }
-            phase => {
-                let steps = self.switch_steps();
-                let index = (phase - SWITCH).min(steps.len() - 1);
-                let weight = steps[index];
-                // Green grows to the step's share of the replicas (replica-weighted).
-                let green_serving = if weight >= 100.0 {
-                    live.len()
-                } else {
-                    ((f64::from(t.replicas) * weight / 100.0).floor() as usize).clamp(1, live.len())
-                };
-                // Grow green first; shrink blue only once green serves.
-                let mut by_name = live.clone();
-                by_name.sort_by_key(|i| (!i.serving, i.name.clone()));
-                let serve: Vec<Action> = by_name
-                    .iter()
-                    .take(green_serving)
-                    .filter(|i| !i.serving)
-                    .map(|i| Action::Serve { instance: i.id.clone() })
-                    .collect();
-                if !serve.is_empty() {
-                    actions.extend(serve);
-                    state.step_started_ms = None;
-                    return Step {
-                        actions,
-                        state,
-                        outcome: progress(format!("switching {weight} % of traffic to green")),
-                    };
-                }
-                // Blue shrinks as green grows, but never below what keeps green at or under
-                // the step's weight.
-                let blue_serving = if weight >= 100.0 {
-                    0
-                } else {
-                    let floor = (green_serving as f64 * (100.0 - weight) / weight).ceil() as usize;
-                    (t.replicas as usize).saturating_sub(green_serving).max(floor).min(active.len())
-                };
-                let serving_blue: Vec<&&Instance> = active.iter().filter(|i| i.serving).collect();
-                if serving_blue.len() > blue_serving {
-                    actions.extend(
-                        serving_blue
-                            .iter()
-                            .take(serving_blue.len() - blue_serving)
-                            .map(|i| Action::Unserve { instance: i.id.clone() }),
-                    );
-                    state.step_started_ms = None;
-                    return Step {
-                        actions,
-                        state,
-                        outcome: progress(format!("green serves {weight} %; blue leaves traffic")),
-                    };
-                }
-                if state.watch != vec![new_slot] || state.step_started_ms == Some(input.now_ms) {
-                    state.window += 1;
-                    state.watch = vec![new_slot];
-                }
-                let monitoring = Self::ms(self.config.monitoring_period, Duration::ZERO);
-                let verdict = input.evidence.verdict(state.window, new_slot).cloned();
-                match verdict {
-                    Some(Verdict::Fail { reason }) => {
-                        return self.switch_back(&active, &green, state, format!("green at {weight} %: {reason}"))
-                    }
-                    Some(Verdict::Inconclusive { reason }) if elapsed >= 3 * monitoring.max(1) => {
-                        return self.switch_back(&active, &green, state, format!("analysis inconclusive: {reason}"))
-                    }
-                    _ => {}
-                }
-                let passed = matches!(verdict, Some(Verdict::Pass { .. })) || monitoring == 0;
-                if (elapsed < monitoring || !passed) && !state.promoted {
-                    return Step { actions, state, outcome: progress(format!("green serves {weight} %: monitoring")) };
-                }
-                if index + 1 < steps.len() {
-                    state.step += 1;
-                    state.step_started_ms = None;
-                    return Step { actions, state, outcome: progress(format!("green {weight} % passed")) };
-                }
-                // Done: blue goes, or is parked for an instant manual rollback.
-                if self.config.keep_previous_environment {
-                    actions.extend(active.iter().map(|i| Action::Park { instance: i.id.clone() }));
-                    actions.extend(parked.iter().map(|i| Action::Retire { instance: i.id.clone() }));
-                } else {
-                    actions
-                        .extend(active.iter().chain(parked.iter()).map(|i| Action::Retire { instance: i.id.clone() }));
-                }
-                if let Some(Verdict::Pass { summary }) = verdict {
-                    state.note = Some(summary);
-                }
-                Step { actions, state, outcome: progress("green took over; retiring blue") }
+            Phase::Switch(n) => {
+                let sides = Sides { active, parked, green, live };
+                self.switching(input, state, actions, &sides, new_slot, n, elapsed)
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod phase_tests {
+    use super::Phase;
+
+    #[test]
+    fn phases_are_stored_as_the_steps_earlier_daemons_wrote() {
+        for (step, phase) in [
+            (0, Phase::Warming),
+            (1, Phase::Smoke),
+            (2, Phase::Switch(0)),
+            (3, Phase::Switch(1)),
+            (7, Phase::Switch(5)),
+        ] {
+            assert_eq!(Phase::of(step), phase);
+            assert_eq!(phase.step(), step);
         }
     }
 }

@@ -34,6 +34,40 @@ pub enum Action {
     Park { instance: String },
 }
 
+/// How one plugin's change ended: the one name for a pass's result per plugin (a strategy's
+/// last [`Outcome`], or the executor's word when it did not run).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "result", rename_all = "camelCase")]
+pub enum Ending {
+    Converged,
+    RolledBack {
+        reason: String,
+    },
+    Failed {
+        reason: String,
+    },
+    Skipped {
+        reason: String,
+    },
+    /// A progressive rollout waits for a person.
+    Paused {
+        reason: String,
+    },
+}
+
+impl Ending {
+    /// The word for metrics labels and alerts: converged|rolled_back|failed|skipped|paused.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Ending::Converged => "converged",
+            Ending::RolledBack { .. } => "rolled_back",
+            Ending::Failed { .. } => "failed",
+            Ending::Skipped { .. } => "skipped",
+            Ending::Paused { .. } => "paused",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "outcome", rename_all = "camelCase")]
 pub enum Outcome {

@@ -1,11 +1,11 @@
 //! Table tests of the pure strategies: each case is (instances, state, now) → actions, outcome.
 
-pub(crate) use crate::plan::fixtures::{inst, spec};
 use super::direct::Direct;
 use super::rolling::Rolling;
 use super::*;
 use crate::model::policy::{BatchSize, RollingConfig};
 use crate::model::Span;
+pub(crate) use crate::plan::fixtures::{inst, spec};
 use crate::plan::SlotTarget;
 
 fn target(version: &str, replicas: u32) -> SlotTarget {

@@ -6,8 +6,8 @@
 use super::ab_test::AbTest;
 use super::blue_green::BlueGreen;
 use super::canary::Canary;
-use crate::model::policy::canary_layout as layout;
 use super::*;
+use crate::model::policy::canary_layout as layout;
 use crate::model::policy::{AbConfig, BlueGreenConfig, CanaryConfig, Switchover, TrafficSplit};
 use crate::model::Span;
 use crate::plan::{RunState, SlotTarget};
