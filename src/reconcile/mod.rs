@@ -42,6 +42,8 @@ impl Report {
 
 #[cfg(test)]
 mod clock_tests;
+#[cfg(test)]
+mod executor_tests;
 
 /// Where rollout timestamps come from. Rollout state outlives a pass (and, through the status
 /// branch, the process), so every reading must share one origin: the Unix epoch.
