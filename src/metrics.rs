@@ -60,6 +60,9 @@ pub struct Metrics {
     plugins: Family<StateLabels, Gauge>,
     last_applied: Gauge<f64, AtomicU64>,
     drift_findings: Family<DriftLabels, Gauge>,
+    /// Ticks failed in a row (fetch or engine) and the wait before the next one.
+    consecutive_failures: Gauge,
+    retry_backoff: Gauge<f64, AtomicU64>,
     alerts_sent: Family<AlertLabels, Counter>,
 }
 
@@ -84,6 +87,7 @@ fn ok_label(ok: bool) -> &'static str {
 }
 
 impl Metrics {
+    // Long: one registration per metric.
     pub fn new() -> Self {
         let mut registry = Registry::default();
         let reconcile_total = Family::<ResultLabels, Counter>::default();
@@ -128,6 +132,18 @@ impl Metrics {
             "Current drift findings by plugin and kind",
             drift_findings.clone(),
         );
+        let consecutive_failures = Gauge::default();
+        registry.register(
+            "plugsync_consecutive_failures",
+            "Ticks that failed in a row (a fetch or the engine); 0 when the last one succeeded",
+            consecutive_failures.clone(),
+        );
+        let retry_backoff = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "plugsync_retry_backoff_seconds",
+            "Wait before the next tick after failures (exponential, with jitter); 0 when healthy",
+            retry_backoff.clone(),
+        );
         let alerts_sent = Family::<AlertLabels, Counter>::default();
         registry.register("plugsync_alerts_sent", "Alert notifications by channel and result", alerts_sent.clone());
 
@@ -148,6 +164,8 @@ impl Metrics {
             plugins,
             last_applied,
             drift_findings,
+            consecutive_failures,
+            retry_backoff,
             alerts_sent,
         }
     }
@@ -185,6 +203,12 @@ impl Metrics {
     }
 
     /// Unix time (seconds) of the last successfully applied revision.
+    /// The loop's back-off: failed ticks in a row and the wait it chose (0 s when healthy).
+    pub fn set_backoff(&self, failures: u32, wait: Option<std::time::Duration>) {
+        self.consecutive_failures.set(i64::from(failures));
+        self.retry_backoff.set(wait.map_or(0.0, |w| w.as_secs_f64()));
+    }
+
     pub fn set_last_applied(&self, unix_seconds: f64) {
         self.last_applied.set(unix_seconds);
     }

@@ -53,6 +53,12 @@ fn remote_gone_then_back_keeps_running_and_reports_the_fetch_failure() {
     daemon.assert_alive();
     assert_eq!(ids(&fleet), before, "containers touched while the remote was gone: {:#?}", containers(&fleet));
     assert!(metric(&daemon, "plugsync_git_fetch_total", "") >= 3.0);
+    // The loop backs off while the remote is away, and says so.
+    let failures = metric(&daemon, "plugsync_consecutive_failures", "");
+    let backoff = metric(&daemon, "plugsync_retry_backoff_seconds", "");
+    assert!(failures >= 3.0, "consecutive failures {failures}");
+    assert!(backoff > 1.0, "the wait grew past the 1 s interval: {backoff} s");
+    assert!(daemon.log().contains("backing off"), "{}", daemon.log_tail());
 
     std::fs::rename(&away, &repo.bare).expect("move the remote back");
     let sha = {
@@ -64,6 +70,8 @@ fn remote_gone_then_back_keeps_running_and_reports_the_fetch_failure() {
     let fleet_status = repo.fleet_status().expect("fleet status");
     assert_eq!(fleet_status.revision, sha);
     assert!(fleet_status.errors.is_empty(), "errors cleared once the remote is back: {:?}", fleet_status.errors);
+    assert_eq!(metric(&daemon, "plugsync_consecutive_failures", ""), 0.0, "a good tick resets the back-off");
+    assert_eq!(metric(&daemon, "plugsync_retry_backoff_seconds", ""), 0.0);
     // The status written while the remote was away is replayed once it is back.
     let history =
         String::from_utf8_lossy(&repo.bare_git(&["log", "-p", "plugsync/status", "--", "status/fleet.yaml"]).stdout)

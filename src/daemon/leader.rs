@@ -242,3 +242,71 @@ mod tests {
         }
     }
 }
+
+/// What a look at the Lease found, relative to the last look.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transition {
+    /// Just became leader: reread status (the previous leader may have left a rollout).
+    Gained,
+    /// Just lost the Lease: drop status not pushed yet (the new leader's is newer).
+    Lost,
+    Leading,
+    Following,
+}
+
+impl Transition {
+    pub fn may_apply(self) -> bool {
+        matches!(self, Transition::Gained | Transition::Leading)
+    }
+}
+
+/// This replica's leadership as the loop sees it: always leading without a Lease; with one,
+/// the election task's flag, read as transitions.
+#[derive(Debug)]
+pub struct Leadership {
+    flag: Option<Arc<AtomicBool>>,
+    was_leading: bool,
+}
+
+impl Leadership {
+    pub fn new(flag: Option<Arc<AtomicBool>>) -> Self {
+        Leadership { flag, was_leading: false }
+    }
+
+    /// The election's flag, for the executor (it stops applying once the flag drops).
+    pub fn flag(&self) -> Option<Arc<AtomicBool>> {
+        self.flag.clone()
+    }
+
+    /// Reads the flag and says what changed since the last look.
+    pub fn look(&mut self) -> Transition {
+        let Some(flag) = &self.flag else { return Transition::Leading };
+        let leading = flag.load(Ordering::Relaxed);
+        let was = std::mem::replace(&mut self.was_leading, leading);
+        match (was, leading) {
+            (false, true) => Transition::Gained,
+            (true, false) => Transition::Lost,
+            (true, true) => Transition::Leading,
+            (false, false) => Transition::Following,
+        }
+    }
+}
+
+#[cfg(test)]
+mod leadership_tests {
+    use super::*;
+
+    #[test]
+    fn looks_report_transitions_once() {
+        assert_eq!(Leadership::new(None).look(), Transition::Leading, "without a Lease, always");
+        let flag = Arc::new(AtomicBool::new(false));
+        let mut leadership = Leadership::new(Some(flag.clone()));
+        let mut seen = Vec::new();
+        for leading in [false, true, true, false, false, true] {
+            flag.store(leading, Ordering::Relaxed);
+            seen.push(leadership.look());
+        }
+        use Transition::*;
+        assert_eq!(seen, [Following, Gained, Leading, Lost, Following, Gained]);
+    }
+}

@@ -1,6 +1,8 @@
 //! `plugsync run`: follow a branch, reconcile on every poll, push webhook, file change or
 //! schedule, and record the outcome on the status branch.
 
+use super::leader::Transition;
+use super::requeue::Failure;
 use super::tasks;
 use crate::backend::any::{AnyBackend, BackendChoice};
 use crate::backend::Backend;
@@ -56,8 +58,8 @@ pub enum DaemonError {
     TaskEnded(#[from] tasks::TaskEnded),
 }
 
-/// Status commits kept for an unreachable remote before they are folded into one.
-const PENDING_LIMIT: usize = 64;
+mod start;
+mod status_book;
 
 /// The revision a tick works from, and what went wrong reading it.
 struct Refreshed {
@@ -67,11 +69,13 @@ struct Refreshed {
     errors: Vec<String>,
     /// The fleet at `tip` may be incomplete: nothing is pruned from it.
     degraded: bool,
+    /// The fetch failed (the loop backs off).
+    fetch_failed: bool,
 }
 
 impl Refreshed {
     fn degraded(tip: Option<Oid>, error: String) -> Self {
-        Refreshed { tip, errors: vec![error], degraded: true }
+        Refreshed { tip, errors: vec![error], degraded: true, fetch_failed: false }
     }
 }
 
@@ -99,9 +103,10 @@ struct Daemon {
     /// The engine connection whose event stream is followed.
     events_for: Option<String>,
     trigger: Arc<Notify>,
-    /// Whether this replica may apply (always, without a Lease).
-    leader: Option<Arc<std::sync::atomic::AtomicBool>>,
-    was_leader: bool,
+    /// Whether this replica may apply (always, without a Lease), read as transitions.
+    leadership: super::leader::Leadership,
+    /// Failed ticks in a row: the wait before the next one grows.
+    backoff: super::requeue::Backoff,
     /// Status commits not yet on the remote (replayed until a push succeeds).
     pending_status: Vec<status::StatusCommit>,
     /// Set by a force-push: nothing is pruned until an ordinary push follows.
@@ -115,6 +120,7 @@ struct Daemon {
 }
 
 /// Runs until `shutdown` resolves; the tick in flight finishes first.
+// Long: wiring of the loop's tasks and the loop itself; the tasks are in `start`.
 pub async fn run(
     config: DaemonConfig,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
@@ -126,56 +132,19 @@ pub async fn run(
     };
     let metrics = Arc::new(Metrics::new());
     let trigger = Arc::new(Notify::new());
-    let (commands_tx, mut commands) = mpsc::channel::<Command>(16);
+    let (commands_tx, commands) = mpsc::channel::<Command>(16);
     let memory = Arc::new(RolloutMemory::default());
     let retry = Arc::new(Mutex::new(Vec::<String>::new()));
     let mut essential = tasks::Essential::default();
-    {
-        // Commands reach a rollout even while a pass runs: they go to the shared memory.
-        let (memory, retry, trigger) = (memory.clone(), retry.clone(), trigger.clone());
-        essential.spawn("rollout commands", async move {
-            while let Some(command) = commands.recv().await {
-                tracing::info!(?command, "rollout command");
-                match command {
-                    Command::Retry { plugin } => tasks::lock(&retry).push(plugin),
-                    Command::Promote { plugin } => memory.push_control(&plugin, Control::Promote),
-                    Command::Abort { plugin } => memory.push_control(&plugin, Control::Abort),
-                    Command::Pause { plugin } => memory.push_control(&plugin, Control::Pause),
-                    Command::Resume { plugin } => memory.push_control(&plugin, Control::Resume),
-                }
-                trigger.notify_one();
-            }
-        });
-    }
+    start::commands(&mut essential, commands, memory.clone(), retry.clone(), trigger.clone());
     let shared_status = Arc::new(RwLock::new(serde_json::json!({"plugins": {}})));
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         shutdown.await;
         let _ = stop_tx.send(true);
     });
-    let leader = match &config.lease {
-        Some(lease) => {
-            let client = kube::Client::try_default().await.map_err(|e| {
-                DaemonError::Backend(crate::backend::BackendError::Unreachable {
-                    engine: "Kubernetes",
-                    endpoint: "(kubeconfig)".into(),
-                    detail: format!("leader election needs the cluster: {e}"),
-                })
-            })?;
-            let flag = Arc::new(std::sync::atomic::AtomicBool::new(false));
-            tracing::info!(lease = %lease.name, identity = %lease.identity, "leader election on");
-            essential.spawn(
-                "leader election",
-                super::leader::run(client.clone(), lease.clone(), flag.clone(), trigger.clone()),
-            );
-            Some((flag, client, lease.clone()))
-        }
-        None => None,
-    };
+    let leader = start::election(&config, &mut essential, &trigger).await?;
     if let Some(address) = config.listen {
-        let listener =
-            tokio::net::TcpListener::bind(address).await.map_err(|source| DaemonError::Listen { address, source })?;
-        tracing::info!(%address, "listening");
         let state = ServerState {
             branch: config.remote.reference.clone(),
             webhook_secret: config.webhook_secret.clone(),
@@ -186,21 +155,7 @@ pub async fn run(
             metrics: metrics.clone(),
             leading: leader.as_ref().map(|(flag, _, _)| flag.clone()),
         };
-        let mut stop = stop_rx.clone();
-        let mut stop_for_server = stop_rx.clone();
-        essential.spawn("HTTP server", async move {
-            let quit = async move {
-                let _ = stop.wait_for(|s| *s).await;
-            };
-            if let Err(e) = server::serve(listener, state, quit).await {
-                tracing::error!(error = %e, "HTTP server stopped");
-            }
-            // Stopping on shutdown is expected (the main loop returns); anything else ends
-            // the daemon.
-            if *stop_for_server.borrow_and_update() {
-                std::future::pending::<()>().await;
-            }
-        });
+        start::server(address, state, &mut essential, &stop_rx).await?;
     }
     let _watcher = if config.watch { watch_local(&config.remote.url, trigger.clone()) } else { None };
     let mut daemon = Daemon {
@@ -220,8 +175,8 @@ pub async fn run(
         statuses_from: None,
         loaded: None,
         parse_cache: model::ParseCache::default(),
-        leader: leader.as_ref().map(|(flag, _, _)| flag.clone()),
-        was_leader: false,
+        leadership: super::leader::Leadership::new(leader.as_ref().map(|(flag, _, _)| flag.clone())),
+        backoff: Default::default(),
         healer: Default::default(),
         notifier: None,
         causes: Default::default(),
@@ -306,24 +261,6 @@ impl Daemon {
         }
     }
 
-    async fn load_statuses(&mut self) {
-        let cache = self.cache.clone();
-        let branch = self.status_branch.clone();
-        match blocking(move || status::read(&tasks::lock(&cache), &branch)).await {
-            Ok(Ok((_, statuses))) => {
-                // Rollouts in flight when the last daemon stopped (or was killed) resume.
-                for (plugin, status) in &statuses {
-                    if let Some(r) = &status.rollout {
-                        self.memory.remember(plugin, &r.target, &r.to_state());
-                    }
-                }
-                self.statuses = statuses;
-            }
-            Ok(Err(e)) => tracing::warn!(error = %e, "status branch unreadable; starting without it"),
-            Err(e) => tracing::warn!(error = %e, "status read task failed"),
-        }
-    }
-
     /// Fetches and reads the new revision; problems keep the last good state.
     async fn refresh(&mut self) -> Refreshed {
         let cache = self.cache.clone();
@@ -336,7 +273,9 @@ impl Daemon {
             Ok(Err(e)) => {
                 self.metrics.git_fetch(false);
                 tracing::warn!(error = %e, "fetch failed; keeping the last good state");
-                return Refreshed::degraded(self.revision, format!("fetch failed: {e}"));
+                let mut refreshed = Refreshed::degraded(self.revision, format!("fetch failed: {e}"));
+                refreshed.fetch_failed = true;
+                return refreshed;
             }
             Err(e) => return Refreshed::degraded(self.revision, e.to_string()),
         };
@@ -382,16 +321,52 @@ impl Daemon {
 
     /// `tip` read as it is; a force-push's prune hold is reported, and applied as a gate.
     fn current(&self, tip: Oid) -> Refreshed {
-        Refreshed { tip: Some(tip), errors: self.prune_hold.iter().cloned().collect(), degraded: false }
+        Refreshed {
+            tip: Some(tip),
+            errors: self.prune_hold.iter().cloned().collect(),
+            degraded: false,
+            fetch_failed: false,
+        }
     }
 
     /// One full cycle; returns how long to sleep before the next poll.
     async fn tick(&mut self) -> Duration {
-        let started = Instant::now();
-        let Refreshed { tip, mut errors, degraded } = self.refresh().await;
+        let Refreshed { tip, errors, degraded, fetch_failed } = self.refresh().await;
+        let fetch = fetch_failed.then_some(Failure::Fetch);
         if !self.may_apply() {
             // A follower keeps its clone current and writes nothing: the leader applies.
-            return self.interval(self.last_good.as_ref().map(|(_, good)| &good.fleet));
+            let interval = self.interval(self.last_good.as_ref().map(|(_, good)| &good.fleet));
+            return self.requeue(fetch, interval);
+        }
+        let (failure, interval) = self.apply_revision(tip, errors, degraded, fetch).await;
+        self.requeue(failure, interval)
+    }
+
+    /// The wait before the next tick: the interval, or a growing back-off after failures
+    /// (shown in `/metrics`; a webhook, a command or an engine event still wakes it sooner).
+    fn requeue(&mut self, failure: Option<Failure>, interval: Duration) -> Duration {
+        let wait = self.backoff.next(failure, interval, super::requeue::jitter());
+        let failures = self.backoff.failures();
+        self.metrics.set_backoff(failures, (failures > 0).then_some(wait));
+        if let Some(failure) = failure {
+            tracing::warn!(failure = failure.label(), failures, ?wait, "tick failed; backing off");
+        }
+        wait
+    }
+
+    /// Loads the revision (or keeps the last good one), reconciles it and records the pass.
+    async fn apply_revision(
+        &mut self,
+        tip: Option<Oid>,
+        mut errors: Vec<String>,
+        degraded: bool,
+        mut failure: Option<Failure>,
+    ) -> (Option<Failure>, Duration) {
+        let started = Instant::now();
+        if failure.is_some() && self.backoff.failures() >= 1 {
+            let interval = self.interval(self.last_good.as_ref().map(|(_, good)| &good.fleet));
+            let next = super::requeue::delay(self.backoff.failures() + 1, interval, 0.5);
+            errors.push(format!("{} failures in a row; retrying in about {next:.0?}", self.backoff.failures() + 1));
         }
         // The same revision loads to the same fleet: parse it once, not on every poll (and
         // share it, not copy it: a fleet of 10,000 plugins is worth no copy per tick).
@@ -416,7 +391,7 @@ impl Daemon {
                 None => {
                     tracing::warn!(errors = errors.len(), "no valid revision yet; nothing to apply");
                     self.record_invalid(&loaded.fleet.config.fleet, &revision, &errors).await;
-                    return self.interval(None);
+                    return (failure, self.interval(None));
                 }
             }
         };
@@ -424,6 +399,9 @@ impl Daemon {
         let ok = match self.reconcile(fleet, &revision, desired, &errors).await {
             Ok(report) => report.succeeded(),
             Err(e) => {
+                if matches!(e, DaemonError::Backend(crate::backend::BackendError::Unreachable { .. })) {
+                    failure = failure.or(Some(Failure::Engine));
+                }
                 errors.push(e.to_string());
                 tracing::error!(error = %e, "reconcile failed");
                 false
@@ -433,23 +411,20 @@ impl Daemon {
         if ok {
             self.metrics.set_last_applied(chrono::Utc::now().timestamp() as f64);
         }
-        self.interval(Some(fleet))
+        (failure, self.interval(Some(fleet)))
     }
 
-    /// Whether this replica leads (always, without a Lease); on becoming leader it rereads
-    /// status (the previous leader may have left a rollout in flight), on losing it drops
-    /// status commits not pushed yet (the new leader's are newer).
+    /// Whether this replica leads (always, without a Lease), acting on a change: on becoming
+    /// leader it rereads status (the previous leader may have left a rollout in flight), on
+    /// losing it drops status commits not pushed yet (the new leader's are newer).
     fn may_apply(&mut self) -> bool {
-        let Some(flag) = &self.leader else { return true };
-        let leading = flag.load(std::sync::atomic::Ordering::Relaxed);
-        if leading && !self.was_leader {
-            self.statuses_from = None;
+        let transition = self.leadership.look();
+        match transition {
+            Transition::Gained => self.statuses_from = None,
+            Transition::Lost => self.pending_status.clear(),
+            Transition::Leading | Transition::Following => {}
         }
-        if !leading && self.was_leader {
-            self.pending_status.clear();
-        }
-        self.was_leader = leading;
-        leading
+        transition.may_apply()
     }
 
     fn interval(&self, fleet: Option<&Fleet>) -> Duration {
@@ -490,6 +465,8 @@ impl Daemon {
         Ok(backend)
     }
 
+    // Long: one pass in order (gates, apply, alerts, metrics, status, drift); each part is a call.
+
     async fn reconcile(
         &mut self,
         fleet: &Fleet,
@@ -512,12 +489,12 @@ impl Daemon {
         crate::model::admission::locate(&mut gates.admission, &self.files);
         let backend = self.backend(fleet).await?;
         let narrate = |line: &str| tracing::info!("{line}");
-        let leader = self.leader.clone();
         let memory = self.memory.clone();
         let applied = self.applied_now(fleet);
         let mut reconciler =
             Reconciler::new(backend.as_ref(), fleet, revision, &narrate).with_memory(&memory).with_applied(&applied);
-        if let Some(flag) = leader.as_deref() {
+        let leading = self.leadership.flag();
+        if let Some(flag) = leading.as_deref() {
             reconciler = reconciler.with_leadership(flag);
         }
         let mut plan: Plan = reconciler.plan(desired).await?;
@@ -576,131 +553,5 @@ impl Daemon {
             Err(e) => tracing::warn!(error = %e, "drift check failed"),
         }
         Ok(report)
-    }
-
-    /// Plugins whose status says they were applied at the spec Git has now.
-    fn applied_now(&self, fleet: &Fleet) -> std::collections::BTreeSet<String> {
-        fleet
-            .plugins
-            .values()
-            .filter(|p| self.statuses.get(&p.id).and_then(|s| s.applied.as_deref()) == Some(combined_hash(p).as_str()))
-            .map(|p| p.id.clone())
-            .collect()
-    }
-
-    /// What the engine's event stream said about each finding's instance.
-    fn with_causes(&self, mut findings: Vec<crate::plan::drift::Finding>) -> Vec<crate::plan::drift::Finding> {
-        {
-            let causes = tasks::lock(&self.causes);
-            for f in findings.iter_mut().filter(|f| !f.instance.is_empty()) {
-                f.cause = causes.get(&f.instance).cloned();
-            }
-        }
-        findings
-    }
-
-    /// Drift found by a check: metrics, log events, status commits.
-    async fn record_drift(&mut self, findings: Vec<crate::plan::drift::Finding>, now: &str) {
-        let mut counts: BTreeMap<(String, String), i64> = BTreeMap::new();
-        for f in &findings {
-            *counts.entry((f.plugin.clone(), f.kind.as_str().to_string())).or_default() += 1;
-        }
-        self.metrics.set_drift(&counts.into_iter().map(|((p, k), n)| (p, k, n)).collect::<Vec<_>>());
-        for f in &findings {
-            tracing::warn!(plugin = %f.plugin, kind = f.kind.as_str(), instance = %f.instance, "drift: {f}");
-        }
-        let (statuses, commits) = status::drift::drift_commits(&self.statuses, &findings, now);
-        if !commits.is_empty() {
-            self.statuses = statuses;
-            self.pending_status.extend(commits);
-            self.push_status().await;
-        }
-    }
-
-    /// No valid revision was ever read: say so in `status/fleet.yaml`, touch nothing else.
-    async fn record_invalid(&mut self, fleet: &str, revision: &str, errors: &[String]) {
-        let status = status::FleetStatus {
-            fleet: fleet.to_string(),
-            revision: revision.to_string(),
-            plugins: self.statuses.iter().map(|(k, v)| (k.clone(), v.state)).collect(),
-            errors: errors.to_vec(),
-            held: Vec::new(),
-        };
-        let short = crate::model::short_revision(&revision);
-        let first = errors.first().cloned().unwrap_or_default();
-        self.pending_status.push(status::StatusCommit {
-            message: format!("fleet {fleet}: INVALID revision {short}: {first}"),
-            files: vec![("status/fleet.yaml".into(), Some(status::render::to_yaml(&status).into_bytes()))],
-        });
-        self.push_status().await;
-    }
-
-    async fn push_status(&mut self) {
-        let cache = self.cache.clone();
-        let branch = self.status_branch.clone();
-        let commits = self.pending_status.clone();
-        match blocking(move || status::write(&tasks::lock(&cache), &branch, &commits)).await {
-            Ok(Ok(outcome)) => {
-                self.pending_status.clear();
-                if !outcome.commits.is_empty() {
-                    tracing::info!(commits = outcome.commits.len(), retries = outcome.retries, "status pushed");
-                }
-            }
-            Ok(Err(e)) => tracing::warn!(error = %e, "status not written; kept for the next tick"),
-            Err(e) => tracing::warn!(error = %e, "status task failed; kept for the next tick"),
-        }
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    async fn record(
-        &mut self,
-        fleet: &Fleet,
-        revision: &str,
-        report: &Report,
-        targets: &BTreeMap<String, String>,
-        observed: &crate::plan::Observed,
-        errors: &[String],
-        now: &str,
-    ) {
-        let rollouts = self.memory.all();
-        let record = PassRecord {
-            fleet,
-            revision,
-            plan: &report.plan,
-            results: &report.results,
-            target_hashes: targets,
-            observed,
-            errors,
-            now,
-            rollouts: &rollouts,
-        };
-        let (statuses, commits) = status::render::pass_commits(&record, &self.statuses);
-        let mut counts: BTreeMap<String, i64> = BTreeMap::new();
-        for s in statuses.values() {
-            *counts.entry(format!("{:?}", s.state).to_uppercase()).or_default() += 1;
-        }
-        self.metrics.set_plugins(&counts.into_iter().collect::<Vec<_>>());
-        *self.shared_status.write().await = serde_json::json!({
-            "fleet": fleet.config.fleet,
-            "revision": revision,
-            "errors": errors,
-            "plugins": statuses,
-            "plan": report.plan,
-        });
-        self.statuses = statuses;
-        self.pending_status.extend(commits);
-        if self.pending_status.len() > PENDING_LIMIT {
-            // The remote has been away a while: keep the latest content of each file in one
-            // commit rather than an ever-growing queue.
-            let mut files: BTreeMap<String, Option<Vec<u8>>> = BTreeMap::new();
-            for commit in self.pending_status.drain(..) {
-                files.extend(commit.files);
-            }
-            self.pending_status.push(status::StatusCommit {
-                message: format!("fleet {}: status while the remote was unreachable", fleet.config.fleet),
-                files: files.into_iter().collect(),
-            });
-        }
-        self.push_status().await;
     }
 }

@@ -245,6 +245,8 @@ impl<'a, B: Backend> Reconciler<'a, B> {
         Ending::Converged
     }
 
+    // Long: the executor's step loop (observe, evidence, step, act, remember) with its outage handling.
+
     async fn converge(&self, plugin: &Plugin) -> Ending {
         let secrets = match resolve_secrets(plugin) {
             Ok(s) => s,

@@ -41,6 +41,7 @@ fn slots(observed: &Observed, plugin: &str) -> BTreeMap<String, SlotStatus> {
 const BULK: usize = 20;
 
 /// New statuses after a pass, and the commits that record what changed.
+// Long: one commit per outcome kind of a pass, in the order people read them in `git log`.
 pub fn pass_commits(
     record: &PassRecord,
     previous: &BTreeMap<String, PluginStatus>,

@@ -10,6 +10,8 @@
 //! a strategy never starts them twice; blue-green's parked environment is a count on its
 //! Deployment (scaled to zero, spec kept), reported as stopped instances.
 
+// Over 600 lines: the Backend trait for Kubernetes, one engine call per method; object builders are in objects.rs.
+
 pub mod objects;
 
 use super::{Backend, BackendError, StartRequest};

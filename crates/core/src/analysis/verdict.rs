@@ -258,6 +258,7 @@ const EPSILON: f64 = 1e-9;
 /// `winner_threshold_percent`. The variant that more counting metrics favour wins; a tie,
 /// or no counting metric, gives no winner (A stays). Fewer than `min_samples` counted
 /// requests in either variant → inconclusive, no winner.
+// Long: one comparison per decision metric and the winner rule, kept together to read as the policy.
 pub fn ab_decide(
     a: &SlotMetrics,
     b: &SlotMetrics,

@@ -400,6 +400,7 @@ fn policy_shape(cx: &mut Context, path: &str, prefix: &str, policy: &RolloutPoli
 
 /// Versioned folders (BotMatrix): one is a plain plugin; two are a fixed-weight canary whose
 /// weights must make sense.
+// Long: every way BotMatrix-style version folders can disagree on weights, each with its own error.
 pub(super) fn versioned_weights(
     cx: &mut Context,
     base: &str,

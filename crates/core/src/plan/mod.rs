@@ -129,6 +129,8 @@ pub enum DesiredHealth {
     HasErrors,
 }
 
+// Long: per plugin compare, then the prune guards in order of precedence.
+
 pub fn plan(fleet: &Fleet, observed: &Observed, desired: DesiredHealth) -> Plan {
     let mut changes = Vec::new();
     let mut suspended = Vec::new();

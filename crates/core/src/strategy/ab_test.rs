@@ -35,6 +35,7 @@ impl AbTest {
 }
 
 impl SlotStrategy for AbTest {
+    // Long: the A/B test's phases in order (start B, serve the split, decide, promote or keep A).
     fn step(&self, input: &StepInput) -> Step {
         let t = input.target;
         let mut state = input.state.clone();

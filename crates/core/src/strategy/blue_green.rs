@@ -36,6 +36,8 @@ impl Phase {
         }
     }
 
+    // Long: blue-green's phases in order (create, start green, ready, warm up, smoke tests); the switch is `switching`.
+
     pub fn step(self) -> usize {
         match self {
             Phase::Warming => 0,
@@ -79,6 +81,7 @@ impl BlueGreen {
     /// Green takes switch step `n`'s share: serving grows first, blue shrinks after, then the
     /// step is monitored and passed, failed (switch back) or the rollout finishes.
     #[allow(clippy::too_many_arguments)]
+    // Long: grow green, shrink blue, monitor, pass or switch back: one step of traffic in order.
     fn switching(
         &self,
         input: &StepInput,

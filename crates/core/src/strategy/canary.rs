@@ -50,6 +50,7 @@ impl Canary {
 }
 
 impl SlotStrategy for Canary {
+    // Long: one decision per rollout phase in order (settle, layout, evaluation, promotion); split, the order would hide.
     fn step(&self, input: &StepInput) -> Step {
         let t = input.target;
         let mut state = input.state.clone();

@@ -15,6 +15,7 @@ pub struct Rolling {
 }
 
 impl SlotStrategy for Rolling {
+    // Long: a batch's life in order (repair, start, wait ready, serve, retire, next batch).
     fn step(&self, input: &StepInput) -> Step {
         let timeout = self.config.health_check_timeout.0;
         let mut state = input.state.clone();

@@ -1,5 +1,7 @@
 //! Blue-green: warm-up, smoke tests, switchover, monitoring, rollback and parking.
 
+// Over 600 lines: blue-green's table tests and end-to-end walks, one strategy's whole behaviour in one place.
+
 use super::*;
 
 const WARMING: usize = 0;

@@ -1,5 +1,7 @@
 //! Canary: layout, evaluation, controls, rollback, restart and end-to-end walks.
 
+// Over 600 lines: the canary's table tests and end-to-end walks, one strategy's whole behaviour in one place.
+
 use super::*;
 
 fn canary(steps: Vec<f64>, max_surge: u32, period_secs: u64, auto_rollback: bool) -> Canary {
