@@ -4,7 +4,7 @@
 //!
 //! The Docker test needs an engine; it fails loudly (never skips) without one.
 
-mod common;
+use plugsync_test_support::docker as common;
 
 use common::*;
 use std::collections::BTreeSet;
@@ -155,8 +155,7 @@ async fn reconcile_once_with_admission_creates_the_admitted_plugin_and_leaves_th
     assert_eq!(after, before, "the refused plugin is left exactly as it runs");
 }
 
-#[path = "common_daemon/mod.rs"]
-mod common_daemon;
+use plugsync_test_support::daemon as common_daemon;
 
 /// The daemon takes the policy from its own flags: the refused plugin is never created, the
 /// other one converges, and status and log name the rule.

@@ -12,13 +12,10 @@ use plugsync::alert::{
 };
 use plugsync::metrics::Metrics;
 use plugsync::model::config::AlertsConfig;
+use plugsync_test_support::servers::{self, Server};
 use serde_json::Value;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-const ALERTMANAGER: &str = "/usr/bin/prometheus-alertmanager";
 
 fn init_logs() {
     let _ = tracing_subscriber::fmt()
@@ -47,103 +44,30 @@ fn findings(n: usize) -> Vec<FindingSummary> {
         .collect()
 }
 
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    listener.local_addr().expect("local address").port()
-}
-
 // ---------------------------------------------------------------- Alertmanager
 
-/// An Alertmanager run by this test (null receiver, no clustering), killed on drop.
-struct Alertmanager {
-    child: Child,
-    url: String,
-    log: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Alertmanager {
-    async fn start() -> Alertmanager {
-        assert!(
-            Path::new(ALERTMANAGER).is_file(),
-            "{ALERTMANAGER} is missing: install Debian's prometheus-alertmanager package \
-             (`DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus-alertmanager`); \
-             CI installs it"
-        );
-        let dir = tempfile::tempdir().expect("tempdir");
-        let config = dir.path().join("alertmanager.yml");
-        std::fs::write(&config, "route:\n  receiver: \"null\"\nreceivers:\n  - name: \"null\"\n")
-            .expect("write alertmanager.yml");
-        let port = free_port();
-        let log = dir.path().join("alertmanager.log");
-        let log_file = std::fs::File::create(&log).expect("create the log file");
-        let child = Command::new(ALERTMANAGER)
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!("--storage.path={}", dir.path().join("data").display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .arg("--cluster.listen-address=")
-            .stdin(Stdio::null())
-            .stdout(log_file.try_clone().expect("clone the log handle"))
-            .stderr(log_file)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {ALERTMANAGER}: {e}"));
-        let mut am = Alertmanager { child, url: format!("http://127.0.0.1:{port}"), log, _dir: dir };
-        am.wait_ready().await;
-        am
-    }
-
-    async fn wait_ready(&mut self) {
-        let client = plugsync::tls::http_client();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("alertmanager exited ({status}) before it was ready; log:\n{}", self.log_text());
-            }
-            let ready = client.get(format!("{}/-/ready", self.url)).timeout(Duration::from_secs(1)).send().await;
-            if ready.is_ok_and(|r| r.status().is_success()) {
-                return;
-            }
-            assert!(Instant::now() < deadline, "alertmanager not ready within 30 s; log:\n{}", self.log_text());
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    /// `GET /api/v2/alerts` (Alertmanager lists active, silenced, inhibited and unprocessed
-    /// alerts there; resolved ones are never listed).
-    async fn alerts(&self) -> Vec<Value> {
-        let url = format!("{}/api/v2/alerts", self.url);
-        let response = plugsync::tls::http_client().get(&url).send().await.unwrap_or_else(|e| panic!("GET {url}: {e}"));
-        assert!(response.status().is_success(), "GET {url}: {}", response.status());
-        match response.json::<Value>().await {
-            Ok(Value::Array(alerts)) => alerts,
-            other => panic!("GET {url}: not a JSON array: {other:?}"),
-        }
-    }
-
-    /// The listed alert whose labels include every pair of `labels`.
-    async fn find(&self, labels: &[(&str, &str)]) -> Option<Value> {
-        self.alerts().await.into_iter().find(|a| labels.iter().all(|(k, v)| a["labels"][*k] == *v))
-    }
-
-    fn log_text(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(30)..].join("\n")
+/// `GET /api/v2/alerts` (Alertmanager lists active, silenced, inhibited and unprocessed alerts
+/// there; resolved ones are never listed).
+async fn listed(am: &Server) -> Vec<Value> {
+    let url = format!("{}/api/v2/alerts", am.url);
+    let response = plugsync::tls::http_client().get(&url).send().await.unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    assert!(response.status().is_success(), "GET {url}: {}", response.status());
+    match response.json::<Value>().await {
+        Ok(Value::Array(alerts)) => alerts,
+        other => panic!("GET {url}: not a JSON array: {other:?}"),
     }
 }
 
-impl Drop for Alertmanager {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The listed alert whose labels include every pair of `labels`.
+async fn find(am: &Server, labels: &[(&str, &str)]) -> Option<Value> {
+    listed(am).await.into_iter().find(|a| labels.iter().all(|(k, v)| a["labels"][*k] == *v))
 }
 
 #[tokio::test]
 async fn alertmanager_shows_the_firing_alert_then_forgets_the_resolved_one() {
     init_logs();
     let started = Instant::now();
-    let am = Alertmanager::start().await;
+    let am = servers::alertmanager().await;
     let ready_after = started.elapsed();
     let metrics = Arc::new(Metrics::new());
     let config = AlertsConfig { alertmanager: Some(am.url.clone()), ..AlertsConfig::default() };
@@ -160,9 +84,9 @@ async fn alertmanager_shows_the_firing_alert_then_forgets_the_resolved_one() {
         dispatcher.send(a);
     }
     assert!(dispatcher.flush(Duration::from_secs(10)).await, "not delivered: {:?}", dispatcher.stats());
-    let active = am.find(&drift_labels).await;
+    let active = find(&am, &drift_labels).await;
     let firing_visible = fired.elapsed();
-    let Some(active) = active else { panic!("no active PlugsyncDrift alert; listed: {:#?}", am.alerts().await) };
+    let Some(active) = active else { panic!("no active PlugsyncDrift alert; listed: {:#?}", listed(&am).await) };
     assert_eq!(active["status"]["state"], "active", "{active:#}");
     assert_eq!(active["annotations"]["summary"], "plugin crm: 3 drift findings (env, image, replicas)", "{active:#}");
     assert_eq!(
@@ -181,9 +105,9 @@ async fn alertmanager_shows_the_firing_alert_then_forgets_the_resolved_one() {
     dispatcher.send(alert::rollout("prod", "crm", RolloutEventKind::Failed, "never ready", Utc::now()));
     dispatcher.send(alert::rollout("prod", "crm", RolloutEventKind::Started, "1.0.0 → 1.1.0", Utc::now()));
     assert!(dispatcher.flush(Duration::from_secs(10)).await, "not delivered: {:?}", dispatcher.stats());
-    let failed = am.find(&[("alertname", "PlugsyncRollout"), ("event", "failed"), ("severity", "critical")]).await;
-    assert!(failed.is_some_and(|a| a["status"]["state"] == "active"), "{:#?}", am.alerts().await);
-    assert!(am.find(&[("event", "started")]).await.is_none(), "{:#?}", am.alerts().await);
+    let failed = find(&am, &[("alertname", "PlugsyncRollout"), ("event", "failed"), ("severity", "critical")]).await;
+    assert!(failed.is_some_and(|a| a["status"]["state"] == "active"), "{:#?}", listed(&am).await);
+    assert!(find(&am, &[("event", "started")]).await.is_none(), "{:#?}", listed(&am).await);
 
     // Resolved.
     let resolved_at = Instant::now();
@@ -193,7 +117,7 @@ async fn alertmanager_shows_the_firing_alert_then_forgets_the_resolved_one() {
         dispatcher.send(a);
     }
     assert!(dispatcher.flush(Duration::from_secs(10)).await, "not delivered: {:?}", dispatcher.stats());
-    let listed = am.alerts().await;
+    let listed = listed(&am).await;
     let resolved_visible = resolved_at.elapsed();
     assert!(
         !listed.iter().any(|a| drift_labels.iter().all(|(k, v)| a["labels"][*k] == *v)),
@@ -372,7 +296,7 @@ async fn fifty_findings_in_one_second_give_one_alert_then_one_resolve() {
 #[tokio::test]
 async fn a_down_receiver_never_blocks_send_and_gets_everything_once_it_is_up() {
     init_logs();
-    let port = free_port();
+    let port = plugsync_test_support::daemon::free_port();
     let config = AlertsConfig { webhooks: vec![format!("http://127.0.0.1:{port}/hook")], ..AlertsConfig::default() };
     let metrics = Arc::new(Metrics::new());
     let dispatcher = Dispatcher::with_options(&config, Some(metrics.clone()), fast_options()).expect("dispatcher");

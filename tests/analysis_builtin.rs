@@ -2,8 +2,7 @@
 //! of a window, compute error rate and p99, judge them. Needs Docker; fails (never skips)
 //! without it.
 
-#[path = "analysis_support.rs"]
-mod support;
+use plugsync_test_support::analysis as support;
 
 use plugsync::analysis::builtin::{scrape, Window};
 use plugsync::analysis::{evaluate, summary, AnalysisError, Verdict, DEFAULT_MIN_SAMPLES};

@@ -2,105 +2,34 @@
 //! package, `/usr/bin/prometheus`) scraping a real echo-plugin container. Needs Docker
 //! and the package; fails (never skips) without either.
 
-#[path = "analysis_support.rs"]
-mod support;
+use plugsync_test_support::analysis as support;
 
 use plugsync::analysis::{evaluate, summary, AnalysisError, PrometheusProvider, Verdict, DEFAULT_MIN_SAMPLES};
 use plugsync::model::policy::Thresholds;
 use plugsync::model::Rate;
 use plugsync::plan::Slot;
+use plugsync_test_support::servers::{self, Server};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use support::{docker, prepare, Echo};
 
-const PROMETHEUS: &str = "/usr/bin/prometheus";
 const ERROR_RATE_QUERY: &str =
     r#"sum(rate(http_requests_total{code=~"5.."}[30s])) / sum(rate(http_requests_total[30s]))"#;
 
-/// A Prometheus server run by this test, killed on drop.
-struct Prometheus {
-    child: Child,
-    url: String,
-    log: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Prometheus {
-    /// Starts Prometheus scraping `target` every second, with `labels` on the target.
-    async fn start(target: &str, labels: &[(&str, &str)]) -> Prometheus {
-        require_prometheus();
-        let dir = tempfile::tempdir().expect("tempdir");
-        let labels: String = labels.iter().map(|(k, v)| format!("          {k}: \"{v}\"\n")).collect();
-        let config = format!(
+/// Prometheus scraping `target` every second, with `labels` on the target.
+async fn start_prometheus(target: &str, labels: &[(&str, &str)]) -> Server {
+    let labels: String = labels.iter().map(|(k, v)| format!("          {k}: \"{v}\"\n")).collect();
+    let target = target.to_string();
+    servers::prometheus(move |_| {
+        format!(
             "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
              scrape_configs:\n  - job_name: echo\n    scrape_interval: 1s\n    scrape_timeout: 1s\n    \
              static_configs:\n      - targets: [\"{target}\"]\n        labels:\n{labels}"
-        );
-        let config_path = dir.path().join("prometheus.yml");
-        std::fs::write(&config_path, config).expect("write prometheus.yml");
-        let port = free_port();
-        let log = dir.path().join("prometheus.log");
-        let log_file = std::fs::File::create(&log).expect("create the log file");
-        let child = Command::new(PROMETHEUS)
-            .arg(format!("--config.file={}", config_path.display()))
-            .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdin(Stdio::null())
-            .stdout(log_file.try_clone().expect("clone the log handle"))
-            .stderr(log_file)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {PROMETHEUS}: {e}"));
-        let mut prometheus = Prometheus { child, url: format!("http://127.0.0.1:{port}"), log, _dir: dir };
-        prometheus.wait_ready().await;
-        prometheus
-    }
-
-    async fn wait_ready(&mut self) {
-        let client = plugsync::tls::http_client();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("prometheus exited ({status}) before it was ready; log:\n{}", self.log_text());
-            }
-            let ready = client.get(format!("{}/-/ready", self.url)).timeout(Duration::from_secs(1)).send().await;
-            if ready.is_ok_and(|r| r.status().is_success()) {
-                return;
-            }
-            assert!(Instant::now() < deadline, "prometheus not ready within 30 s; log:\n{}", self.log_text());
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    fn log_text(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(30)..].join("\n")
-    }
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Fails (never skips) when Debian's prometheus package is not installed.
-fn require_prometheus() {
-    assert!(
-        Path::new(PROMETHEUS).is_file(),
-        "{PROMETHEUS} is missing: install Debian's prometheus package \
-         (`DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus`); CI installs it"
-    );
-}
-
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    listener.local_addr().expect("local address").port()
+        )
+    })
+    .await
 }
 
 /// Sends GET / to the echo at a steady pace until stopped (bounded to 90 s).
@@ -123,12 +52,11 @@ fn traffic(ip: std::net::IpAddr, stop: Arc<AtomicBool>) -> tokio::task::JoinHand
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn provider_reads_error_rate_from_a_real_prometheus() {
-    require_prometheus();
     let t0 = Instant::now();
     let docker = docker().await;
     prepare(&docker).await;
     let echo = Echo::start(&docker, "prom-target", &["ERROR_RATE=0.3"]).await;
-    let prometheus = Prometheus::start(&format!("{}:8080", echo.ip), &[("plugin", "crm"), ("slot", "canary")]).await;
+    let prometheus = start_prometheus(&format!("{}:8080", echo.ip), &[("plugin", "crm"), ("slot", "canary")]).await;
     let started = t0.elapsed();
     let client = plugsync::tls::http_client();
     let stop = Arc::new(AtomicBool::new(false));
@@ -160,7 +88,7 @@ async fn provider_reads_error_rate_from_a_real_prometheus() {
         assert!(
             Instant::now() < deadline,
             "Prometheus did not see the traffic within 60 s (last: {seen:?}); log:\n{}",
-            prometheus.log_text()
+            prometheus.log()
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
@@ -224,7 +152,7 @@ async fn provider_reads_error_rate_from_a_real_prometheus() {
     let unknown = bad.query(&client, "latency", &vars).await.unwrap_err();
     assert_eq!(unknown.to_string(), "no Prometheus query named `latency` is configured (known: broken)");
     let down = PrometheusProvider::new(
-        format!("http://127.0.0.1:{}", free_port()),
+        format!("http://127.0.0.1:{}", plugsync_test_support::daemon::free_port()),
         BTreeMap::from([("x".to_string(), "up".to_string())]),
     );
     let err = down.query(&client, "x", &vars).await.unwrap_err();

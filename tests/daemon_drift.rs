@@ -9,7 +9,7 @@
 //!
 //! Needs Docker; fails loudly without it.
 
-mod common_daemon;
+use plugsync_test_support::daemon as common_daemon;
 
 use common_daemon::*;
 use std::io::{BufRead, BufReader, Read, Write};

@@ -4,7 +4,7 @@
 //!
 //! Needs Docker and the `git` CLI; fails loudly without them. Run with `--test-threads=2`.
 
-mod common_daemon;
+use plugsync_test_support::daemon as common_daemon;
 
 use common_daemon::*;
 use plugsync::status::Lifecycle;

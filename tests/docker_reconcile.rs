@@ -5,7 +5,7 @@
 //! and network of its own (`t-<test>-<pid>`, `ps-<test>-<pid>`) and removes them on exit,
 //! even when it fails.
 
-mod common;
+use plugsync_test_support::docker as common;
 
 use common::*;
 use plugsync::backend::docker::DockerBackend;

@@ -9,7 +9,7 @@
 //!
 //! Needs a Docker engine; fails loudly (never skips) without one.
 
-mod common;
+use plugsync_test_support::docker as common;
 
 use common::*;
 use plugsync::plan::{ChangeKind, DesiredHealth, Instance};

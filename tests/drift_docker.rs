@@ -15,7 +15,7 @@
 //! hand-started copy with another image survives and plugsync's own instance is removed;
 //! the containers of a fleet named `<fleet>-…` are reported as foreign to `<fleet>`.
 
-mod common;
+use plugsync_test_support::docker as common;
 
 use bollard::models::{ContainerCreateBody, EndpointSettings, HostConfig, NetworkingConfig};
 use bollard::query_parameters::{CreateContainerOptions, InspectContainerOptions};

@@ -12,8 +12,8 @@ use plugsync::images::{
     build_scratch_image, ensure_echo_images, ImageError, BINARY_SHA_LABEL, ECHO_IMAGE_REPO, IMAGE_LABEL,
 };
 
-mod common;
 use common::{docker, http_get};
+use plugsync_test_support::docker as common;
 
 const VERSION: &str = "0.0.1-test";
 

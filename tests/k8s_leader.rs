@@ -7,9 +7,9 @@
 //!
 //! Ignored unless asked for (`.ci/run` runs them with `--include-ignored`); fails without a cluster.
 
-mod common;
-mod common_daemon;
-mod common_k8s;
+use plugsync_test_support::daemon as common_daemon;
+use plugsync_test_support::docker as common;
+use plugsync_test_support::k8s as common_k8s;
 
 use common::{direct, PluginDef, V1, V2};
 use common_daemon::{free_port, Repo};

@@ -8,8 +8,8 @@
 //! kube-proxy), so the built-in analysis scrapes real request counters from the pods.
 //! Ignored unless asked for (`.ci/run` runs them with `--include-ignored`); fails without a cluster.
 
-mod common;
-mod common_k8s;
+use plugsync_test_support::docker as common;
+use plugsync_test_support::k8s as common_k8s;
 
 use common::{PluginDef, V1, V2};
 use common_k8s::*;

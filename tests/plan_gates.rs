@@ -5,7 +5,7 @@
 //!
 //! Needs a Docker engine; fails loudly (never skips) without one.
 
-mod common;
+use plugsync_test_support::docker as common;
 
 use common::*;
 use std::collections::BTreeSet;

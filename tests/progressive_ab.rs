@@ -6,9 +6,9 @@
 //! Traffic comes from the `http-probe` client container on the fleet network.
 //! Needs Docker and `git`; fails loudly without them.
 
-mod common;
-mod common_daemon;
-mod common_progressive;
+use plugsync_test_support::daemon as common_daemon;
+use plugsync_test_support::docker as common;
+use plugsync_test_support::progressive as common_progressive;
 
 use common::{PluginDef, V1, V2};
 use common_daemon::{wait_for, wait_ticks, CreateWatch};

@@ -8,9 +8,8 @@
 //!
 //! Needs Docker; fails loudly without it. Run with `--test-threads=1`: timings are measured.
 
-mod common;
-mod common_daemon;
-mod common_progressive;
+use plugsync_test_support::docker as common;
+use plugsync_test_support::progressive as common_progressive;
 
 use common::{PluginDef, V1, V2};
 use common_progressive::*;

@@ -13,9 +13,9 @@
 //! Needs Docker (and `git` for the daemon tests); fails loudly without them.
 //! Run with `--test-threads=1`: the timings are measured.
 
-mod common;
-mod common_daemon;
-mod common_progressive;
+use plugsync_test_support::daemon as common_daemon;
+use plugsync_test_support::docker as common;
+use plugsync_test_support::progressive as common_progressive;
 
 use common::{PluginDef, TestFleet, Watch, V1, V2};
 use common_progressive::*;

@@ -12,9 +12,9 @@
 //!
 //! Needs Docker and `git`; fails loudly without them. Run with `--test-threads=1`.
 
-mod common;
-mod common_daemon;
-mod common_progressive;
+use plugsync_test_support::daemon as common_daemon;
+use plugsync_test_support::docker as common;
+use plugsync_test_support::progressive as common_progressive;
 
 use common::{PluginDef, V1, V2};
 use common_daemon::CreateWatch;

@@ -7,9 +7,8 @@
 //!
 //! Needs Docker and /usr/bin/prometheus; fails (never skips) without either.
 
-mod common;
-mod common_daemon;
-mod common_progressive;
+use plugsync_test_support::docker as common;
+use plugsync_test_support::progressive as common_progressive;
 
 use common::{PluginDef, V1, V2};
 use common_progressive::*;
@@ -17,90 +16,35 @@ use plugsync::backend::docker::DockerBackend;
 use plugsync::backend::Backend;
 use plugsync::plan::Slot;
 use plugsync::reconcile::Ending;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use plugsync_test_support::servers::{self, Server};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const PROMETHEUS: &str = "/usr/bin/prometheus";
-
-/// Prometheus run by the test (killed on drop), scraping the targets of `targets.json`.
-struct Prometheus {
-    child: Child,
-    url: String,
-    dir: tempfile::TempDir,
-}
-
-impl Prometheus {
-    async fn start() -> Prometheus {
-        assert!(
-            Path::new(PROMETHEUS).is_file(),
-            "{PROMETHEUS} is missing: install Debian's prometheus package \
-             (`DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus`)"
-        );
-        let dir = tempfile::tempdir().expect("tempdir");
-        let targets = dir.path().join("targets.json");
-        std::fs::write(&targets, "[]").expect("write targets.json");
-        let config = format!(
+/// Prometheus scraping the targets of `targets.json` in its directory (rewritten by the test),
+/// logging every query it answers.
+async fn start_prometheus() -> Server {
+    servers::prometheus(|dir| {
+        std::fs::write(dir.join("targets.json"), "[]").expect("write targets.json");
+        format!(
             "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n  query_log_file: {}\n\
              scrape_configs:\n  - job_name: echo\n    scrape_interval: 1s\n    scrape_timeout: 900ms\n    \
              file_sd_configs:\n      - files: [\"{}\"]\n        refresh_interval: 1s\n",
-            dir.path().join("queries.log").display(),
-            targets.display()
-        );
-        std::fs::write(dir.path().join("prometheus.yml"), config).expect("write prometheus.yml");
-        let port = common_daemon::free_port();
-        let log = std::fs::File::create(dir.path().join("prometheus.log")).expect("log file");
-        let child = Command::new(PROMETHEUS)
-            .arg(format!("--config.file={}", dir.path().join("prometheus.yml").display()))
-            .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("dup"))
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {PROMETHEUS}: {e}"));
-        let mut p = Prometheus { child, url: format!("http://127.0.0.1:{port}"), dir };
-        let client = plugsync::tls::http_client();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(Some(status)) = p.child.try_wait() {
-                panic!("prometheus exited ({status}); log:\n{}", p.log());
-            }
-            let ready = client.get(format!("{}/-/ready", p.url)).timeout(Duration::from_secs(1)).send().await;
-            if ready.is_ok_and(|r| r.status().is_success()) {
-                break;
-            }
-            assert!(Instant::now() < deadline, "prometheus not ready within 30 s; log:\n{}", p.log());
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        p
-    }
-
-    fn targets(&self) -> PathBuf {
-        self.dir.path().join("targets.json")
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("prometheus.log")).unwrap_or_default()
-    }
-
-    /// The PromQL of every query Prometheus answered (its query log).
-    fn queries(&self) -> Vec<String> {
-        let text = std::fs::read_to_string(self.dir.path().join("queries.log")).unwrap_or_default();
-        text.lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .filter_map(|v| v["params"]["query"].as_str().map(str::to_string))
-            .collect()
-    }
+            dir.join("queries.log").display(),
+            dir.join("targets.json").display()
+        )
+    })
+    .await
 }
 
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The PromQL of every query Prometheus answered (its query log).
+fn queries(prometheus: &Server) -> Vec<String> {
+    let text = std::fs::read_to_string(prometheus.path("queries.log")).unwrap_or_default();
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v["params"]["query"].as_str().map(str::to_string))
+        .collect()
 }
 
 /// Rewrites Prometheus' file_sd targets from `observe` every 500 ms until `stop`.
@@ -144,7 +88,7 @@ fn keep_targets_current(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_verdict_rolls_back_a_bad_canary() {
     let t0 = Instant::now();
-    let prometheus = Prometheus::start().await;
+    let prometheus = start_prometheus().await;
     let sel = r#"plugin="{{plugin}}",slot="{{slot}}",path="root""#;
     let error_rate = format!(
         r#"sum(rate(http_requests_total{{{sel},code=~"5.."}}[5s])) / sum(rate(http_requests_total{{{sel}}}[5s]))"#
@@ -159,7 +103,8 @@ async fn prometheus_verdict_rolls_back_a_bad_canary() {
     let web = PluginDef::new("web", V1).rollout(&policy);
     let (docker, fleet, backend, client) = setup("ppcanary", &web).await;
     let stop = Arc::new(AtomicBool::new(false));
-    let targets = keep_targets_current(fleet.network.clone(), fleet.name.clone(), prometheus.targets(), stop.clone());
+    let targets =
+        keep_targets_current(fleet.network.clone(), fleet.name.clone(), prometheus.path("targets.json"), stop.clone());
     // Prometheus scrapes the stable instance before the rollout starts.
     let client_http = plugsync::tls::http_client();
     let provider = plugsync::analysis::PrometheusProvider::new(prometheus.url.clone(), Default::default());
@@ -195,7 +140,7 @@ async fn prometheus_verdict_rolls_back_a_bad_canary() {
         "the verdict is the error-rate threshold: {reason}"
     );
     assert!(!reason.contains("inconclusive"), "a real verdict, not a timeout: {reason}");
-    let queries = prometheus.queries();
+    let queries = queries(&prometheus);
     let canary_queries: Vec<&String> =
         queries.iter().filter(|q| q.contains("slot=\"canary\"") && q.contains("plugin=\"web\"")).collect();
     assert!(!canary_queries.is_empty(), "Prometheus answered the canary's queries; its query log:\n{queries:#?}");

@@ -10,8 +10,7 @@
 //!
 //! Needs Docker and /usr/sbin/haproxy (`.ci/run` installs it); fails loudly without them.
 
-#[path = "analysis_support.rs"]
-mod support;
+use plugsync_test_support::analysis as support;
 
 use bollard::models::{ContainerCreateBody, HostConfig};
 use bollard::query_parameters::{CreateContainerOptions, RemoveContainerOptions, UploadToContainerOptions};

@@ -7,7 +7,7 @@
 //!
 //! Needs Docker and git; fails loudly (never skips) without them.
 
-mod common_daemon;
+use plugsync_test_support::daemon as common_daemon;
 
 use common_daemon::*;
 use std::io::{BufRead, BufReader, Read, Write};

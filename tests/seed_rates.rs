@@ -6,9 +6,8 @@
 //!
 //! Needs Docker; fails loudly without it.
 
-mod common;
-mod common_daemon;
-mod common_progressive;
+use plugsync_test_support::docker as common;
+use plugsync_test_support::progressive as common_progressive;
 
 use common::{PluginDef, V1, V2};
 use common_progressive::*;

@@ -2,8 +2,7 @@
 //! names the exact diagnostic (code, file, line, field, found, expected) it must produce.
 //! Runs the real binary with `--format json` and prints the whole report when a case fails.
 
-#[path = "fixtures/support.rs"]
-mod support;
+use plugsync_test_support::fixtures as support;
 
 use std::collections::BTreeSet;
 use support::{assert_reported, list, plugins, pretty, Expect, TempFleet};

@@ -3,8 +3,7 @@
 //! folders, in JSON and YAML. Checks the binary's exit code and `plugins` summary, and the
 //! library's typed reading of the same files.
 
-#[path = "fixtures/support.rs"]
-mod support;
+use plugsync_test_support::fixtures as support;
 
 use plugsync::model::policy::BatchSize;
 use plugsync::model::{self, Cpu, Memory, Rate, Strategy};

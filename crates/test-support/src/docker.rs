@@ -5,7 +5,6 @@
 //! container (tests/fixtures/docker/http-probe) that reaches a plugin through Docker's DNS.
 //!
 //! These tests need a Docker engine and fail loudly (never skip) when there is none.
-#![allow(dead_code)]
 
 use bollard::models::{ContainerCreateBody, ContainerInspectResponse, HostConfig};
 use bollard::query_parameters::{
@@ -33,9 +32,7 @@ pub const VERSIONS: [&str; 2] = [V1, V2];
 /// Image of the DNS-resolving HTTP client (tests/fixtures/docker/http-probe).
 pub const PROBE_IMAGE: &str = "plugsync/test-client:latest";
 
-pub fn workspace_root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
+pub use crate::workspace_root;
 
 /// The local engine, API version negotiated. Panics (never skips) without one.
 pub async fn docker() -> Docker {
@@ -456,7 +453,7 @@ impl TestFleet {
 }
 
 pub fn plugsync_cli(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_plugsync"))
+    Command::new(crate::plugsync_bin())
         .args(args)
         .env_remove("PLUGSYNC_LOG")
         .stdin(Stdio::null())

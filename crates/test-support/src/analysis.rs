@@ -1,10 +1,6 @@
-//! Helpers shared by `analysis_builtin` and `analysis_prometheus` (included with
-//! `#[path]`): the Docker engine, echo-plugin containers on the default bridge with a Drop
-//! guard, hand-made `Instance` values, and bounded traffic from the test process.
-//!
-//! Built as a test target of its own too (cargo builds every `tests/*.rs`); it has one
-//! self-check so that run is not empty.
-#![allow(dead_code)]
+//! Helpers shared by `analysis_builtin` and `analysis_prometheus`: the Docker engine,
+//! echo-plugin containers on the default bridge with a Drop guard, hand-made `Instance`
+//! values, and bounded traffic from the test process.
 
 use bollard::models::{ContainerCreateBody, HostConfig};
 use bollard::query_parameters::{
@@ -15,7 +11,6 @@ use bollard::Docker;
 use plugsync::plan::{Instance, RunState, Slot};
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// Tag of the echo image these tests run (built from `examples/echo-plugin`).
@@ -40,7 +35,7 @@ pub async fn docker() -> Docker {
 /// containers a killed earlier run of these tests left behind (older than ten minutes).
 pub async fn prepare(docker: &Docker) {
     let t = Instant::now();
-    plugsync::images::ensure_echo_images(docker, Path::new(env!("CARGO_MANIFEST_DIR")), &[ECHO_TAG])
+    plugsync::images::ensure_echo_images(docker, crate::workspace_root(), &[ECHO_TAG])
         .await
         .unwrap_or_else(|e| panic!("building the echo plugin image failed: {e}"));
     eprintln!("echo image ready in {:?}", t.elapsed());

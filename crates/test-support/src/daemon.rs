@@ -7,7 +7,6 @@
 //! Docker is reached through the `docker` CLI for observation and cleanup (so `Drop` needs no
 //! runtime) and through bollard once, to check the engine and build the echo images. These
 //! tests need a Docker engine and fail loudly (never skip) when there is none.
-#![allow(dead_code)]
 
 use plugsync::status::{FleetStatus, PluginStatus};
 use std::collections::BTreeMap;
@@ -21,13 +20,9 @@ pub const V1: &str = "1.0.0";
 pub const V2: &str = "1.1.0";
 pub const V3: &str = "1.2.0";
 
-pub fn workspace_root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
+pub use crate::workspace_root;
 
-pub fn plugsync_bin() -> &'static str {
-    env!("CARGO_BIN_EXE_plugsync")
-}
+pub use crate::plugsync_bin;
 
 // ---------------------------------------------------------------------------------------------
 // Docker

@@ -1,11 +1,10 @@
-//! Shared helpers for the Kubernetes tests: the cluster from `../shared/k8s` (started by
+//! Shared helpers for the Kubernetes tests: the cluster of `.ci/k8s-cluster` (started by
 //! `.ci/run`), a namespace per test removed on drop, the echo images built into the node's
 //! Docker, and API reads the assertions use.
 //!
 //! Every Kubernetes test is `#[ignore = "needs a Kubernetes cluster: .ci/k8s-cluster up"]`, so
 //! plain `cargo test` says it did not run them; `.ci/run` runs them with `--include-ignored`,
 //! and a missing or unreachable cluster fails them (never a silent pass).
-#![allow(dead_code)]
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
@@ -138,7 +137,7 @@ impl Cluster {
     /// The echo images (and any versions asked for) in the node's Docker.
     pub async fn ensure_echo_images(&self, versions: &[&str]) {
         let t = Instant::now();
-        plugsync::images::ensure_echo_images(&self.node_docker, Path::new(env!("CARGO_MANIFEST_DIR")), versions)
+        plugsync::images::ensure_echo_images(&self.node_docker, crate::workspace_root(), versions)
             .await
             .unwrap_or_else(|e| panic!("building the echo images into the cluster's Docker failed: {e}"));
         eprintln!("[{}] echo images {versions:?} in the node's Docker in {:?}", self.namespace, t.elapsed());
@@ -243,7 +242,7 @@ impl K8sFleet {
         std::fs::write(&path, text).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
     }
 
-    pub fn plugin(&self, def: &crate::common::PluginDef) {
+    pub fn plugin(&self, def: &crate::docker::PluginDef) {
         self.write(&format!("plugins/{}/plugin.yaml", def.id), &def.yaml());
     }
 

@@ -3,17 +3,15 @@
 //! container on the fleet network, driven either by the library `Reconciler` (one pass) or by
 //! the `plugsync run` daemon as a child process (people's commands, restarts, SIGKILL).
 //!
-//! Built on `tests/common` (TestFleet, cleanup guard, `watch`, `ProbeClient`) and
-//! `tests/common_daemon` (bare Git remote, daemon child process, status branch): a test file
-//! using this module declares `mod common; mod common_daemon; mod common_progressive;`.
+//! Built on [`crate::docker`] (TestFleet, cleanup guard, `watch`, `ProbeClient`) and
+//! [`crate::daemon`] (bare Git remote, daemon child process, status branch).
 //!
 //! Everything here is timed on the wall clock (seconds since the Unix epoch, as `f64`), so the
 //! reconciler's narration, `observe` polls and the client container's log lines (Docker's own
 //! timestamps, same host clock) can be put on one time line.
-#![allow(dead_code)]
 
-use crate::common::{self, PluginDef, ProbeClient, TestFleet, Watch};
-use crate::common_daemon::{self, Daemon, DaemonOptions, Repo};
+use crate::daemon::{self as common_daemon, Daemon, DaemonOptions, Repo};
+use crate::docker::{self as common, PluginDef, ProbeClient, TestFleet, Watch};
 use bollard::query_parameters::LogsOptions;
 use bollard::Docker;
 use futures_util::StreamExt;
