@@ -102,14 +102,6 @@ fn a_broken_admission_policy_file_is_a_clear_error_naming_file_line_and_field() 
     }
 }
 
-fn container_ids(containers: &[bollard::models::ContainerSummary], plugin: &str) -> BTreeSet<String> {
-    containers
-        .iter()
-        .filter(|c| c.labels.as_ref().and_then(|l| l.get("plugsync.plugin")).map(String::as_str) == Some(plugin))
-        .filter_map(|c| c.id.clone())
-        .collect()
-}
-
 /// Two plugins, one breaking `maxReplicas`: the other is created, the refused one is not; once
 /// it runs, a change that breaks the rule leaves it exactly as it runs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -22,14 +22,6 @@ fn git(dir: &Path, args: &[&str]) {
     assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
 }
 
-fn ids(containers: &[bollard::models::ContainerSummary], plugin: &str) -> BTreeSet<String> {
-    containers
-        .iter()
-        .filter(|c| c.labels.as_ref().and_then(|l| l.get("plugsync.plugin")).map(String::as_str) == Some(plugin))
-        .filter_map(|c| c.id.clone())
-        .collect()
-}
-
 fn versions(containers: &[bollard::models::ContainerSummary], plugin: &str) -> BTreeSet<String> {
     containers
         .iter()
@@ -116,9 +108,9 @@ async fn plan_shows_window_failed_and_prune_gates_and_reconcile_once_obeys_them(
     assert!(stdout.contains("held: create fresh: sync window: deny window"), "{}", describe(&out));
     assert!(stdout.contains("held: update failing: version 1.1.0 failed"), "{}", describe(&out));
     let after = list_fleet_containers(&docker, &fleet.name).await;
-    assert!(ids(&after, "fresh").is_empty(), "fresh was created inside the deny window: {after:#?}");
+    assert!(container_ids(&after, "fresh").is_empty(), "fresh was created inside the deny window: {after:#?}");
     for id in ["keep", "failing", "gone1", "gone2"] {
-        assert_eq!(ids(&after, id), ids(&before, id), "{id} was touched: {}", describe(&out));
+        assert_eq!(container_ids(&after, id), container_ids(&before, id), "{id} was touched: {}", describe(&out));
     }
 
     // Asking for a retry lifts the failed hold (and only that one).
@@ -127,6 +119,6 @@ async fn plan_shows_window_failed_and_prune_gates_and_reconcile_once_obeys_them(
     assert!(String::from_utf8_lossy(&out.stdout).contains("failing: converged"), "{}", describe(&out));
     let after = list_fleet_containers(&docker, &fleet.name).await;
     assert_eq!(versions(&after, "failing"), BTreeSet::from([V2.to_string()]), "{}", describe(&out));
-    assert!(ids(&after, "fresh").is_empty(), "the window still holds fresh: {}", describe(&out));
-    assert_eq!(ids(&after, "gone1"), ids(&before, "gone1"), "the prune is still refused");
+    assert!(container_ids(&after, "fresh").is_empty(), "the window still holds fresh: {}", describe(&out));
+    assert_eq!(container_ids(&after, "gone1"), container_ids(&before, "gone1"), "the prune is still refused");
 }

@@ -202,6 +202,18 @@ pub async fn list_fleet_containers(docker: &Docker, fleet: &str) -> Vec<bollard:
     docker.list_containers(Some(options)).await.expect("list containers")
 }
 
+/// The ids of `plugin`'s containers among `containers`.
+pub fn container_ids(
+    containers: &[bollard::models::ContainerSummary],
+    plugin: &str,
+) -> std::collections::BTreeSet<String> {
+    containers
+        .iter()
+        .filter(|c| c.labels.as_ref().and_then(|l| l.get("plugsync.plugin")).map(String::as_str) == Some(plugin))
+        .filter_map(|c| c.id.clone())
+        .collect()
+}
+
 /// Every container of `fleet` (all states), inspected, in name order.
 pub async fn inspect_fleet(docker: &Docker, fleet: &str) -> Vec<ContainerInspectResponse> {
     let mut out = Vec::new();
