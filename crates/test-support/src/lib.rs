@@ -9,6 +9,7 @@
 //! - [`progressive`]: canary / blue-green / A-B scenarios with traffic and analysis.
 //! - [`analysis`]: echo plugins on the default bridge for the analysis sources.
 //! - [`fixtures`]: fixture fleets and the plugsync binary for the validate tests.
+//! - [`router`]: a router container (HAProxy) and its runtime API.
 //! - [`servers`]: Prometheus and Alertmanager processes.
 
 pub mod analysis;
@@ -17,6 +18,7 @@ pub mod docker;
 pub mod fixtures;
 pub mod k8s;
 pub mod progressive;
+pub mod router;
 pub mod servers;
 
 use std::path::{Path, PathBuf};
