@@ -7,7 +7,8 @@
 //!   the daemon (`plugsync run --leader-lease`) creates and renews its Lease;
 //! * the ServiceAccount can do nothing outside its namespace (pods in `default`, namespaces);
 //! * least privilege: for every verb of every rule, the Role without that one verb makes a
-//!   step fail with a 403 naming it (a verb no step needs would fail this test).
+//!   step fail with a 403 naming it (a verb no step needs would fail this test); `watch` is the
+//!   daemon's event path (drift seen at once).
 //!
 //! Also keeps `examples/kubernetes/deployment.yaml` honest: a server-side dry run, and the
 //! Lease it asks for is the one the Role names.
@@ -121,6 +122,8 @@ enum Step {
     Prune,
     /// `plugsync run --leader-lease` holding and renewing its Lease.
     Lease,
+    /// `plugsync run` watching the fleet's Deployments and Pods.
+    Watch,
 }
 
 fn step_for(grant: &Grant) -> Option<Step> {
@@ -130,6 +133,7 @@ fn step_for(grant: &Grant) -> Option<Step> {
         ("services" | "configmaps" | "secrets", "get" | "create" | "patch") => Step::Create,
         ("pods", "get" | "patch" | "delete") | ("deployments" | "services", "delete") => Step::Prune,
         ("leases", _) => Step::Lease,
+        ("deployments" | "pods", "watch") => Step::Watch,
         _ => return None,
     })
 }
@@ -606,6 +610,12 @@ async fn example_role_is_enough_and_every_verb_in_it_is_needed() {
                 let (renewals, out) = lease_run(&h, repo.path(), cache.path(), 3).await;
                 // Holding means renewing: a Lease never created, or never renewed, is lost.
                 (renewals.len() < 2, out)
+            }
+            Step::Watch => {
+                // The daemon's watch on the fleet's objects is refused: drift would wait for
+                // the next poll.
+                let (_, out) = lease_run(&h, repo.path(), cache.path(), 3).await;
+                (out.contains("forbidden"), out)
             }
         };
         assert!(
