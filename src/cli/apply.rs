@@ -60,15 +60,18 @@ pub fn health(loaded: &Loaded) -> DesiredHealth {
     }
 }
 
-/// The gates a one-shot pass obeys, as the daemon does: the admission policy, the failed
-/// rollouts on the status branch of the repository holding `path` (its local branch, else
-/// `origin`'s), and the sync windows now.
+/// The gates a one-shot pass obeys, as the daemon does: the admission policy, the status branch
+/// of the repository holding `path` (its local branch, else `origin`'s: failed rollouts, and
+/// what was last applied, so a drift repair follows the `drift:` policy), and the sync windows
+/// now. A one-shot pass remembers no heals: back-off and flapping are the daemon's.
 pub fn gates(path: &Path, fleet: &Fleet, admission: Vec<Refusal>, retry: Vec<String>) -> Gates {
     let mut gates = Gates::at(chrono::Utc::now());
     gates.admission = admission;
     gates.retry = retry;
     if let Some((_, files)) = plugsync::source::git::local_branch_files(path, &fleet.config.status_branch, "status/") {
-        gates.failed = plugsync::status::failed_rollouts(&plugsync::status::read_files(files).1);
+        let statuses = plugsync::status::read_files(files).1;
+        gates.failed = plugsync::status::failed_rollouts(&statuses);
+        gates.applied = plugsync::status::applied_specs(&statuses);
     }
     gates
 }

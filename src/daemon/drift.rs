@@ -1,96 +1,13 @@
-//! The daemon's side of drift: which planned repairs are drift (Git unchanged since plugsync
-//! last applied the plugin) and what the plugin's `drift:` policy says about them — `alert`
-//! holds them, `heal` lets the strategy re-apply, with exponential back-off and a flap limit —
-//! plus the Docker event stream that makes a check happen the moment a container dies.
+//! The daemon's side of drift: the Docker event stream that makes a check happen the moment a
+//! container dies, and the alerts for drift and rollouts. Which repairs the `drift:` policy
+//! allows is a gate of the plan (`plan::gates`, `plan::heal`).
 
-use crate::model::{DriftMode, Fleet, Healing};
-use crate::plan::spec::combined_hash;
-use crate::plan::{ChangeKind, Plan};
-use crate::status::PluginStatus;
+use crate::model::Fleet;
+use crate::plan::ChangeKind;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::Notify;
-
-/// What the policy decides about one plugin's drift repair now.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Gate {
-    Heal,
-    /// `drift: alert`: reported, not repaired.
-    Alert,
-    /// Healed recently: the next heal waits this long.
-    Backoff(Duration),
-    /// Too many heals in the window: healing stopped.
-    Flapping,
-}
-
-/// Pure: the decision from the plugin's mode, its recent heals and the fleet's `healing`
-/// settings: the first heal at once, the n-th `backoff × 2^(n-2)` after the last one, none
-/// once `flapLimit` heals happened within `flapWindow`.
-pub fn decide(mode: DriftMode, recent: &[Instant], now: Instant, healing: &Healing) -> Gate {
-    if mode == DriftMode::Alert {
-        return Gate::Alert;
-    }
-    let in_window: Vec<&Instant> = recent.iter().filter(|t| now.duration_since(**t) < healing.flap_window.0).collect();
-    if in_window.len() >= healing.flap_limit as usize {
-        return Gate::Flapping;
-    }
-    if let Some(last) = in_window.iter().max() {
-        let wait = healing.backoff.0 * 2u32.saturating_pow(in_window.len().saturating_sub(1) as u32);
-        let since = now.duration_since(**last);
-        if since < wait {
-            return Gate::Backoff(wait - since);
-        }
-    }
-    Gate::Heal
-}
-
-/// Heals done, per plugin, and which plugins flap.
-#[derive(Default)]
-pub struct Healer {
-    heals: BTreeMap<String, Vec<Instant>>,
-}
-
-impl Healer {
-    /// Holds the plan's drift repairs the policy does not allow now; returns the plugins
-    /// that are flapping (for an alert).
-    pub fn gate(&mut self, plan: &mut Plan, fleet: &Fleet, statuses: &BTreeMap<String, PluginStatus>) -> Vec<String> {
-        let now = Instant::now();
-        let mut flapping = Vec::new();
-        for change in plan.changes.clone() {
-            let Some(plugin) = fleet.plugins.get(&change.plugin) else { continue };
-            // A Create of a plugin already applied at this spec: every instance vanished.
-            let repair =
-                matches!(change.kind, ChangeKind::Repair | ChangeKind::Scale | ChangeKind::Update | ChangeKind::Create);
-            let applied = statuses.get(&plugin.id).and_then(|s| s.applied.as_deref());
-            // Git still says what plugsync last applied: the difference is drift.
-            if !repair || applied != Some(combined_hash(plugin).as_str()) {
-                continue;
-            }
-            let mode = plugin.manifest.drift.unwrap_or(fleet.config.drift);
-            let healing = fleet.config.healing;
-            let recent = self.heals.entry(plugin.id.clone()).or_default();
-            recent.retain(|t| now.duration_since(*t) < healing.flap_window.0);
-            match decide(mode, recent, now, &healing) {
-                Gate::Heal => recent.push(now),
-                Gate::Alert => plan
-                    .hold(&plugin.id, "drift (drift: alert): reported, not repaired; set `drift: heal` to repair it"),
-                Gate::Backoff(wait) => plan.hold(
-                    &plugin.id,
-                    &format!("drift: healed {} time(s) lately; next heal in {wait:.1?}", recent.len()),
-                ),
-                Gate::Flapping => {
-                    plan.hold(
-                        &plugin.id,
-                        &format!("flapping: {} heals within {}; healing stopped", recent.len(), healing.flap_window),
-                    );
-                    flapping.push(plugin.id.clone());
-                }
-            }
-        }
-        flapping
-    }
-}
 
 /// What the engine's event stream said last about each container (by name), so a finding can
 /// say when and by what action.
@@ -274,32 +191,6 @@ impl Notifier {
                 now,
             ));
             self.dispatcher.send(crate::alert::rollout(fleet, &r.plugin, kind, &text, now));
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn decision_table() {
-        let now = Instant::now();
-        let ago = |s: u64| now - Duration::from_secs(s);
-        let cases: Vec<(DriftMode, Vec<Instant>, Gate)> = vec![
-            (DriftMode::Alert, vec![], Gate::Alert),
-            (DriftMode::Heal, vec![], Gate::Heal),
-            // One heal 1 s ago: the second waits 2 s after it.
-            (DriftMode::Heal, vec![ago(1)], Gate::Backoff(Duration::from_secs(1))),
-            (DriftMode::Heal, vec![ago(3)], Gate::Heal),
-            // Two heals: the third waits 4 s after the last.
-            (DriftMode::Heal, vec![ago(10), ago(3)], Gate::Backoff(Duration::from_secs(1))),
-            (DriftMode::Heal, vec![ago(500), ago(400), ago(300), ago(200), ago(100)], Gate::Flapping),
-            // Heals older than the window are forgotten.
-            (DriftMode::Heal, vec![ago(5000), ago(4000), ago(3000), ago(2000), ago(1000)], Gate::Heal),
-        ];
-        for (mode, recent, want) in cases {
-            assert_eq!(decide(mode, &recent, now, &Healing::default()), want, "{mode:?} {recent:?}");
         }
     }
 }

@@ -95,8 +95,9 @@ struct Daemon {
     /// Plugins whose failed rollout someone asked to retry.
     retry: Arc<Mutex<Vec<String>>>,
     memory: Arc<RolloutMemory>,
-    /// Drift repairs done (back-off, flap limit) and what the engine's events said.
-    healer: super::drift::Healer,
+    /// Drift heals done lately, per plugin (ms since the epoch: back-off, flap limit), and
+    /// what the engine's events said.
+    heals: BTreeMap<String, Vec<u64>>,
     causes: super::drift::Causes,
     /// Alert channels of the fleet's `alerts:` (rebuilt when it changes).
     notifier: Option<super::drift::Notifier>,
@@ -177,7 +178,7 @@ pub async fn run(
         parse_cache: model::ParseCache::default(),
         leadership: super::leader::Leadership::new(leader.as_ref().map(|(flag, _, _)| flag.clone())),
         backoff: Default::default(),
-        healer: Default::default(),
+        heals: BTreeMap::new(),
         notifier: None,
         causes: Default::default(),
         events_for: None,
@@ -414,6 +415,19 @@ impl Daemon {
         (failure, self.interval(Some(fleet)))
     }
 
+    /// Heals let through this pass count towards the next back-off and the flap limit.
+    fn remember_heals(&mut self, healing: &[String], fleet: &Fleet, gates: &Gates) {
+        let now_ms = gates.now.timestamp_millis().max(0) as u64;
+        for plugin in healing {
+            self.heals.entry(plugin.clone()).or_default().push(now_ms);
+        }
+        let healing = &fleet.config.healing;
+        for recent in self.heals.values_mut() {
+            *recent = crate::plan::heal::still_counted(recent, now_ms, healing);
+        }
+        self.heals.retain(|_, recent| !recent.is_empty());
+    }
+
     /// Whether this replica leads (always, without a Lease), acting on a change: on becoming
     /// leader it rereads status (the previous leader may have left a rollout in flight), on
     /// losing it drops status commits not pushed yet (the new leader's are newer).
@@ -485,6 +499,8 @@ impl Daemon {
         gates.retry = std::mem::take(&mut *tasks::lock(&self.retry));
         gates.failed = status::failed_rollouts(&self.statuses);
         gates.prune_hold = self.prune_hold.clone();
+        gates.applied = status::applied_specs(&self.statuses);
+        gates.heals = self.heals.clone();
         gates.admission = crate::model::admission::admit(&self.config.admission, fleet);
         crate::model::admission::locate(&mut gates.admission, &self.files);
         let backend = self.backend(fleet).await?;
@@ -498,12 +514,13 @@ impl Daemon {
             reconciler = reconciler.with_leadership(flag);
         }
         let mut plan: Plan = reconciler.plan(desired).await?;
-        gates::apply(&mut plan, fleet, &gates);
+        let gated = gates::apply(&mut plan, fleet, &gates);
+        self.remember_heals(&gated.healing, fleet, &gates);
         for r in &plan.admission {
             tracing::warn!(plugin = %r.plugin, rule = %r.rule, "{r}; left as it runs");
         }
         let held = gates.failed_holds(fleet);
-        let flapping = self.healer.gate(&mut plan, fleet, &self.statuses);
+        let flapping = gated.flapping;
         if !flapping.is_empty() {
             tracing::warn!(plugins = ?flapping, "drift keeps coming back: healing stopped");
         }

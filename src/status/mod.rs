@@ -80,6 +80,11 @@ pub fn read_at(cache: &GitCache, tip: git2::Oid) -> (Option<FleetStatus>, BTreeM
     read_files(cache.files_under(tip, "status/"))
 }
 
+/// Plugin → the spec hash it was last brought to converged at, for the plan's drift gate.
+pub fn applied_specs(statuses: &BTreeMap<String, PluginStatus>) -> BTreeMap<String, String> {
+    statuses.iter().filter_map(|(id, s)| Some((id.clone(), s.applied.clone()?))).collect()
+}
+
 /// The failed rollouts the status book records, for the plan's gates.
 pub fn failed_rollouts(statuses: &BTreeMap<String, PluginStatus>) -> Vec<crate::plan::gates::FailedRollout> {
     statuses

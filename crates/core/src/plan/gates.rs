@@ -1,12 +1,15 @@
 //! The gates between "Git and the engine differ" and "plugsync acts": admission, rollouts that
-//! already failed, sync windows and prune holds. Pure: the caller passes `now` and what it
-//! knows (the status book, a force-push), so `plan`, `reconcile --once` and the daemon all
-//! print and execute the same decision.
+//! already failed, sync windows, drift repairs the `drift:` policy holds, and prune holds.
+//! Pure: the caller passes `now` and what it knows (the status book, recent heals, a
+//! force-push), so `plan`, `reconcile --once` and the daemon all print and execute the same
+//! decision.
 
+use super::heal::{decide, HealGate};
 use super::{ChangeKind, Plan, Refusal};
 use crate::model::admission::Refusal as AdmissionRefusal;
 use crate::model::Fleet;
 use chrono::{DateTime, Utc};
+use std::collections::BTreeMap;
 
 /// A rollout recorded as failed on the status branch.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,11 +35,33 @@ pub struct Gates {
     pub retry: Vec<String>,
     /// Why nothing may be pruned now (a force-push), if so.
     pub prune_hold: Option<String>,
+    /// Plugin → the spec hash plugsync last brought to converged (status `applied`): a planned
+    /// change while Git still says this is drift.
+    pub applied: BTreeMap<String, String>,
+    /// Plugin → its recent drift heals (ms since the Unix epoch), for back-off and flapping.
+    pub heals: BTreeMap<String, Vec<u64>>,
+}
+
+/// What the gates let through that the caller must remember or report.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Gated {
+    /// Plugins whose drift is repaired in this pass (a heal to remember).
+    pub healing: Vec<String>,
+    /// Plugins whose drift keeps coming back: healing stopped (an alert).
+    pub flapping: Vec<String>,
 }
 
 impl Gates {
     pub fn at(now: DateTime<Utc>) -> Self {
-        Gates { now, admission: Vec::new(), failed: Vec::new(), retry: Vec::new(), prune_hold: None }
+        Gates {
+            now,
+            admission: Vec::new(),
+            failed: Vec::new(),
+            retry: Vec::new(),
+            prune_hold: None,
+            applied: BTreeMap::new(),
+            heals: BTreeMap::new(),
+        }
     }
 
     /// The failed rollouts whose spec Git still asks for, as (plugin, reason).
@@ -65,7 +90,7 @@ impl Gates {
 }
 
 /// Applies every gate to `plan`: what stays in `changes` is exactly what will be done.
-pub fn apply(plan: &mut Plan, fleet: &Fleet, gates: &Gates) {
+pub fn apply(plan: &mut Plan, fleet: &Fleet, gates: &Gates) -> Gated {
     plan.refuse_admission(gates.admission.clone());
     for (plugin, reason) in gates.failed_holds(fleet) {
         plan.hold(&plugin, &reason);
@@ -83,6 +108,7 @@ pub fn apply(plan: &mut Plan, fleet: &Fleet, gates: &Gates) {
     for (plugin, reason) in windowed {
         plan.hold(&plugin, &reason);
     }
+    let gated = heal_gates(plan, fleet, gates);
     if let Some(reason) = &gates.prune_hold {
         let (removals, rest): (Vec<_>, Vec<_>) =
             std::mem::take(&mut plan.changes).into_iter().partition(|c| c.kind == ChangeKind::Remove);
@@ -92,6 +118,42 @@ pub fn apply(plan: &mut Plan, fleet: &Fleet, gates: &Gates) {
                 .push(Refusal { plugins: removals.into_iter().map(|c| c.plugin).collect(), reason: reason.clone() });
         }
     }
+    gated
+}
+
+/// Holds the drift repairs the `drift:` policy does not allow now.
+fn heal_gates(plan: &mut Plan, fleet: &Fleet, gates: &Gates) -> Gated {
+    let now_ms = gates.now.timestamp_millis().max(0) as u64;
+    let mut gated = Gated::default();
+    for change in plan.changes.clone() {
+        let Some(plugin) = fleet.plugins.get(&change.plugin) else { continue };
+        // A Create of a plugin already applied at this spec: every instance vanished.
+        let repair =
+            matches!(change.kind, ChangeKind::Repair | ChangeKind::Scale | ChangeKind::Update | ChangeKind::Create);
+        // Git still says what plugsync last applied: the difference is drift.
+        if !repair || gates.applied.get(&plugin.id) != Some(&super::spec::combined_hash(plugin)) {
+            continue;
+        }
+        let mode = plugin.manifest.drift.unwrap_or(fleet.config.drift);
+        let healing = &fleet.config.healing;
+        let recent = gates.heals.get(&plugin.id).map(Vec::as_slice).unwrap_or_default();
+        let counted = super::heal::still_counted(recent, now_ms, healing).len();
+        match decide(mode, recent, now_ms, healing) {
+            HealGate::Heal => gated.healing.push(plugin.id.clone()),
+            HealGate::Alert => {
+                plan.hold(&plugin.id, "drift (drift: alert): reported, not repaired; set `drift: heal` to repair it")
+            }
+            HealGate::Backoff(wait) => {
+                plan.hold(&plugin.id, &format!("drift: healed {counted} time(s) lately; next heal in {wait:.1?}"))
+            }
+            HealGate::Flapping => {
+                let reason = format!("flapping: {counted} heals within {}; healing stopped", healing.flap_window);
+                plan.hold(&plugin.id, &reason);
+                gated.flapping.push(plugin.id.clone());
+            }
+        }
+    }
+    gated
 }
 
 #[cfg(test)]
@@ -211,6 +273,44 @@ mod tests {
             for ((plugin, reason), (want_plugin, want_reason)) in got.iter().zip(case.held) {
                 assert_eq!(plugin, want_plugin, "{}", case.name);
                 assert!(reason.contains(want_reason), "{}: {reason:?} lacks {want_reason:?}", case.name);
+            }
+        }
+    }
+
+    #[test]
+    fn drift_repairs_follow_the_drift_policy() {
+        let now_ms = now().timestamp_millis() as u64;
+        // (fleet config, heals of api so far) → api's change applied, or held with a reason.
+        let cases: [(&str, Vec<u64>, Result<(), &str>); 4] = [
+            ("fleet: f\ndrift: heal\n", vec![], Ok(())),
+            ("fleet: f\ndrift: alert\n", vec![], Err("drift (drift: alert): reported, not repaired")),
+            ("fleet: f\ndrift: heal\n", vec![now_ms - 1000], Err("drift: healed 1 time(s) lately; next heal in")),
+            (
+                "fleet: f\ndrift: heal\n",
+                (1..=5).map(|i| now_ms - i * 60_000).collect(),
+                Err("flapping: 5 heals within"),
+            ),
+        ];
+        for (config, heals, want) in cases {
+            let fleet = fleet(config);
+            let mut plan = empty_plan(&fleet);
+            let mut gates = Gates::at(now());
+            // Everything was applied at the spec Git has: every planned change is drift.
+            gates.applied =
+                fleet.plugins.values().map(|p| (p.id.clone(), crate::plan::spec::combined_hash(p))).collect();
+            gates.heals.insert("api".into(), heals);
+            let gated = apply(&mut plan, &fleet, &gates);
+            let api_held = plan.held.iter().find(|h| h.plugin == "api").map(|h| h.reason.clone());
+            match want {
+                Ok(()) => {
+                    assert!(api_held.is_none(), "{config}: {api_held:?}");
+                    assert!(gated.healing.contains(&"api".to_string()), "{config}: {gated:?}");
+                }
+                Err(reason) => {
+                    let held = api_held.unwrap_or_default();
+                    assert!(held.contains(reason), "{config}: {held:?} lacks {reason:?}");
+                    assert_eq!(gated.flapping.contains(&"api".to_string()), reason.starts_with("flapping"));
+                }
             }
         }
     }

@@ -4,6 +4,7 @@ pub mod drift;
 #[cfg(any(test, feature = "fixtures"))]
 pub mod fixtures;
 pub mod gates;
+pub mod heal;
 pub mod observed;
 pub mod render;
 pub mod spec;
