@@ -104,7 +104,15 @@ fn alert_mode_reports_drift_once_without_repairing_and_resolves() {
     let detected = wait_for("a drift commit", Duration::from_secs(20), || {
         repo.status_subjects().iter().any(|s| s.starts_with("web: drift detected"))
     });
-    let subject = repo.status_subjects().into_iter().find(|s| s.starts_with("web: drift detected")).expect("subject");
+    // Docker's stop event can wake a check while the container is still shutting down (its
+    // probe already failing): the incident then opens as "unhealthy" and is updated to
+    // "stopped" by the next check ("drift now: …"). Either way it ends up naming the stop.
+    let is_stop =
+        |s: &String| (s.starts_with("web: drift detected") || s.starts_with("web: drift now")) && s.contains("stopped");
+    wait_for("the drift commit naming the stop", Duration::from_secs(20), || {
+        repo.status_subjects().iter().any(is_stop)
+    });
+    let subject = repo.status_subjects().into_iter().find(is_stop).expect("subject");
     eprintln!("MEASURED drift detected {detected:?} after docker stop: {subject}");
     assert!(subject.contains("stopped"), "{subject}");
     assert!(subject.contains("docker"), "the cause from Docker's events is named: {subject}");
