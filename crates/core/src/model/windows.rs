@@ -32,7 +32,13 @@ pub enum WindowError {
 }
 
 fn parse_cron(expr: &str) -> Result<Cron, WindowError> {
-    Cron::from_str(expr.trim()).map_err(|e| WindowError::Cron { expr: expr.to_string(), message: e.to_string() })
+    let bad = |message: String| WindowError::Cron { expr: expr.to_string(), message };
+    // An empty list item (`,5`, `1,,2`) reads as a field that never matches: a typo, and a
+    // search through croner's whole horizon.
+    if let Some(field) = expr.split_whitespace().find(|f| f.split(',').any(str::is_empty)) {
+        return Err(bad(format!("field '{field}' has an empty list item")));
+    }
+    Cron::from_str(expr.trim()).map_err(|e| bad(e.to_string()))
 }
 
 fn cron_error(expr: &str, e: croner::errors::CronError) -> WindowError {
@@ -112,7 +118,13 @@ fn occurrence(
     }
     match zone {
         Zone::Fixed(z) => find(cron, &from.with_timezone(&z), inclusive, previous),
-        Zone::Named(tz) => find(cron, &from.with_timezone(&tz), inclusive, previous),
+        Zone::Named(tz) => {
+            // A schedule that never matches a wall clock never matches one with daylight
+            // saving either (a shift skips or repeats times, it makes none): find that out on
+            // UTC, which is cheap, before searching the zone's horizon.
+            find(cron, &from, inclusive, previous)?;
+            find(cron, &from.with_timezone(&tz), inclusive, previous)
+        }
     }
 }
 
@@ -297,6 +309,23 @@ pub fn next_scheduled(schedule: &str, zone: Zone, after: DateTime<Utc>) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by the fuzzer: an empty list item made a field that never matches, and the
+    /// search through croner's horizon in a named zone outlasted the fuzzer's 10 s.
+    #[test]
+    fn a_schedule_that_never_matches_is_answered_at_once() {
+        let now: DateTime<Utc> = "2026-12-04T12:00:00Z".parse().unwrap_or_default();
+        let berlin = parse_zone(Some("Europe/Berlin"), "").unwrap_or(Zone::UTC);
+        match next_scheduled(", 9 9 * * *", berlin, now) {
+            Err(WindowError::Cron { message, .. }) => assert!(message.contains("empty list item"), "{message}"),
+            other => panic!("an empty list item is an error: {other:?}"),
+        }
+        let started = std::time::Instant::now();
+        // February 30th: valid fields, no occurrence ever.
+        let never = next_scheduled("0 0 30 2 *", berlin, now);
+        assert!(never.is_err(), "{never:?}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(5), "took {:?}", started.elapsed());
+    }
     use crate::model::duration::Span;
 
     fn at(text: &str) -> DateTime<Utc> {
