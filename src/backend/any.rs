@@ -45,7 +45,9 @@ impl BackendChoice {
         Ok(match self.kind(config) {
             BackendKind::Docker => {
                 let host = self.docker_host.as_deref().or(config.backend.host.as_deref());
-                AnyBackend::Docker(DockerBackend::connect(host, config.docker_network()).await?)
+                AnyBackend::Docker(
+                    DockerBackend::connect(host, config.docker_network()).await?.with_router(&config.traffic),
+                )
             }
             BackendKind::Kubernetes => {
                 AnyBackend::Kubernetes(KubernetesBackend::connect(self.namespace(config)).await?)
@@ -98,5 +100,14 @@ impl Backend for AnyBackend {
 
     async fn retire(&self, fleet: &str, instance: &Instance) -> Result<(), BackendError> {
         forward!(self, b => b.retire(fleet, instance))
+    }
+
+    async fn route(
+        &self,
+        fleet: &str,
+        routes: Vec<crate::traffic::Route>,
+        scope: super::router::Scope<'_>,
+    ) -> Result<super::router::Synced, BackendError> {
+        forward!(self, b => b.route(fleet, routes, scope))
     }
 }

@@ -1,7 +1,9 @@
 //! The Docker engine backend (bollard). Instances are containers on the fleet's network;
 //! serving instances carry the plugin id as network alias.
 
+use super::router::{HaproxyRouter, Scope, Synced};
 use super::{Backend, BackendError, StartRequest};
+use crate::traffic::Route;
 use crate::plan::drift::Squatter;
 use crate::plan::observed::labels;
 use crate::plan::observed::Runtime;
@@ -18,16 +20,27 @@ use bollard::query_parameters::{
 use bollard::Docker;
 use futures_util::future::join_all;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 const ENGINE: &str = "Docker";
 /// How long a retired instance keeps its address after leaving DNS before it stops.
 const DRAIN: std::time::Duration = std::time::Duration::from_millis(1500);
+/// The same behind the router: no client resolved the instance; the executor took it out of
+/// the router's configuration before, and this covers requests the router sent just before.
+const ROUTED_DRAIN: std::time::Duration = std::time::Duration::from_millis(250);
+
+fn drain_of(instance: &Instance) -> std::time::Duration {
+    if instance.spec.as_ref().is_some_and(|s| s.routed) {
+        ROUTED_DRAIN
+    } else {
+        DRAIN
+    }
+}
 
 pub struct DockerBackend {
     docker: Docker,
     endpoint: String,
     network: String,
+    router: HaproxyRouter,
 }
 
 impl DockerBackend {
@@ -48,7 +61,14 @@ impl DockerBackend {
         .map_err(|e| unreachable(e.to_string()))?;
         let docker = docker.negotiate_version().await.map_err(|e| unreachable(e.to_string()))?;
         docker.ping().await.map_err(|e| unreachable(e.to_string()))?;
-        Ok(DockerBackend { docker, endpoint, network })
+        let router = HaproxyRouter::new(docker.clone(), network.clone(), default_router_image(), 2);
+        Ok(DockerBackend { docker, endpoint, network, router })
+    }
+
+    /// The fleet's router settings (`traffic:`): its image and replica count.
+    pub fn with_router(mut self, traffic: &crate::model::routing::FleetTraffic) -> Self {
+        self.router = HaproxyRouter::new(self.docker.clone(), self.network.clone(), traffic.image.clone(), traffic.replicas);
+        self
     }
 
     pub fn docker(&self) -> &Docker {
@@ -144,7 +164,9 @@ pub fn instance_of(inspect: ContainerInspectResponse, network: &str) -> Option<I
     let status = state.status.map(|s| s.to_string()).unwrap_or_default();
     let endpoint = inspect.network_settings.and_then(|n| n.networks).and_then(|mut n| n.remove(network));
     let plugin = get(labels::PLUGIN);
-    let serving = endpoint.as_ref().and_then(|e| e.aliases.as_ref()).is_some_and(|a| a.contains(&plugin));
+    let routed = routed_alias(&plugin);
+    let serving =
+        endpoint.as_ref().and_then(|e| e.aliases.as_ref()).is_some_and(|a| a.contains(&plugin) || a.contains(&routed));
     let on_network = endpoint.is_some();
     let address = endpoint.and_then(|e| e.ip_address).filter(|ip| !ip.is_empty()).and_then(|ip| ip.parse().ok());
     let mut run_state = RunState::parse(&status);
@@ -223,14 +245,25 @@ impl DockerBackend {
 }
 
 /// Unique enough container-name suffix without a random-number crate.
-fn suffix() -> String {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let mixed =
-        (nanos as u64 ^ (u64::from(std::process::id()) << 32)).wrapping_add(n.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-    format!("{:06x}", mixed & 0xff_ffff)
+fn default_router_image() -> String {
+    crate::model::routing::FleetTraffic::default().image
 }
+
+/// The alias a serving instance behind the router carries: the router holds the plugin's
+/// own, and finds its servers by address. Plugin ids have no dots, so it names no plugin.
+pub fn routed_alias(plugin: &str) -> String {
+    format!("served.{plugin}")
+}
+
+/// The alias that puts `spec`'s instance into traffic.
+fn serving_alias(spec: &InstanceSpec) -> String {
+    if spec.routed {
+        routed_alias(&spec.plugin)
+    } else {
+        spec.plugin.clone()
+    }
+}
+
 
 fn create_body(request: &StartRequest<'_>, network: &str) -> ContainerCreateBody {
     let spec = request.spec;
@@ -269,7 +302,7 @@ fn create_body(request: &StartRequest<'_>, network: &str) -> ContainerCreateBody
         networking_config: Some(NetworkingConfig {
             endpoints_config: Some(HashMap::from([(
                 network.to_string(),
-                EndpointSettings { aliases: request.serve.then(|| vec![spec.plugin.clone()]), ..Default::default() },
+                EndpointSettings { aliases: request.serve.then(|| vec![serving_alias(spec)]), ..Default::default() },
             )])),
         }),
         ..Default::default()
@@ -319,7 +352,7 @@ impl Backend for DockerBackend {
     }
 
     async fn start(&self, request: StartRequest<'_>) -> Result<Instance, BackendError> {
-        let name = format!("{}-{}-{}-{}", request.fleet, request.spec.plugin, request.slot, suffix());
+        let name = format!("{}-{}-{}-{}", request.fleet, request.spec.plugin, request.slot, super::name_suffix());
         let body = create_body(&request, &self.network);
         let options = CreateContainerOptions { name: Some(name.clone()), ..Default::default() };
         let created = self
@@ -367,10 +400,15 @@ impl Backend for DockerBackend {
             .collect())
     }
 
+    async fn route(&self, fleet: &str, routes: Vec<Route>, scope: Scope<'_>) -> Result<Synced, BackendError> {
+        self.router.sync(fleet, routes, scope).await
+    }
+
     async fn serve(&self, _fleet: &str, instance: &Instance) -> Result<(), BackendError> {
         // Docker cannot add an alias to a connected endpoint: reconnect with it, same address.
         self.detach(&instance.id).await?;
-        self.attach(&instance.id, Some(&instance.plugin), instance.address).await
+        let alias = instance.spec.as_ref().map_or_else(|| instance.plugin.clone(), serving_alias);
+        self.attach(&instance.id, Some(&alias), instance.address).await
     }
 
     async fn unserve(&self, _fleet: &str, instance: &Instance) -> Result<(), BackendError> {
@@ -381,7 +419,7 @@ impl Backend for DockerBackend {
     async fn park(&self, fleet: &str, instance: &Instance) -> Result<(), BackendError> {
         if instance.serving {
             self.unserve(fleet, instance).await?;
-            tokio::time::sleep(DRAIN).await;
+            tokio::time::sleep(drain_of(instance)).await;
         }
         let stop = StopContainerOptions { t: Some(5), ..Default::default() };
         self.docker
@@ -396,7 +434,7 @@ impl Backend for DockerBackend {
             // the alias a moment ago and requests in flight finish; then it stops.
             if self.detach(&instance.id).await.is_ok() {
                 let _ = self.attach(&instance.id, None, instance.address).await;
-                tokio::time::sleep(DRAIN).await;
+                tokio::time::sleep(drain_of(instance)).await;
             }
         }
         let stop = StopContainerOptions { t: Some(5), ..Default::default() };

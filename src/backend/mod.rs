@@ -5,6 +5,7 @@ pub mod any;
 pub mod docker;
 pub mod kubernetes;
 pub mod probe;
+pub mod router;
 
 use crate::plan::drift::Squatter;
 use crate::plan::{Instance, InstanceSpec, Observed, Slot};
@@ -98,6 +99,26 @@ pub trait Backend: Send + Sync {
     fn squatters(&self, _fleet: &str) -> impl Future<Output = Result<Vec<Squatter>, BackendError>> + Send {
         async { Ok(Vec::new()) }
     }
+    /// Brings the fleet's router to `routes` (every routed plugin's, or one plugin's for
+    /// `scope`). Engines that route by themselves (Kubernetes Services) have nothing to do.
+    fn route(
+        &self,
+        _fleet: &str,
+        _routes: Vec<crate::traffic::Route>,
+        _scope: router::Scope<'_>,
+    ) -> impl Future<Output = Result<router::Synced, BackendError>> + Send {
+        async { Ok(router::Synced::default()) }
+    }
     /// Takes an instance out of traffic, stops and removes it.
     fn retire(&self, fleet: &str, instance: &Instance) -> impl Future<Output = Result<(), BackendError>> + Send;
+}
+
+/// Six hex digits that make a container name unique (time, process, counter mixed).
+pub(crate) fn name_suffix() -> String {
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mixed =
+        (nanos as u64 ^ (u64::from(std::process::id()) << 32)).wrapping_add(n.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    format!("{:06x}", mixed & 0xff_ffff)
 }

@@ -2,6 +2,7 @@
 //! paused) and the commands people sent while it ran.
 
 use crate::strategy::{Control, RolloutState};
+use crate::traffic::Splits;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Mutex;
 
@@ -10,6 +11,8 @@ pub struct RolloutMemory {
     /// plugin → (target spec hash, state)
     states: Mutex<BTreeMap<String, (String, RolloutState)>>,
     controls: Mutex<BTreeMap<String, VecDeque<Control>>>,
+    /// Rollouts' traffic splits behind the router (a paused canary keeps its weight).
+    pub splits: Mutex<Splits>,
 }
 
 impl RolloutMemory {

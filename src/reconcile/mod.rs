@@ -11,7 +11,9 @@ use crate::backend::{Backend, BackendError, SecretValues, StartRequest};
 use crate::model::{Fleet, Plugin, SecretSource};
 use crate::plan::drift::{self, Finding};
 use crate::plan::{self, Change, ChangeKind, DesiredHealth, Instance, Plan, Slot, SlotTarget};
+use crate::backend::router::{Scope, Synced};
 use crate::strategy::{self, Action, Outcome, StepInput};
+use crate::traffic::{SlotShare, Splits};
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -76,6 +78,8 @@ pub struct Reconciler<'a, B: Backend> {
     leading: Option<&'a std::sync::atomic::AtomicBool>,
     /// Plugins known applied at their current spec (drift: none left is "missing").
     applied: Option<&'a std::collections::BTreeSet<String>>,
+    /// Traffic splits of this pass when no memory outlives it.
+    own_splits: std::sync::Mutex<Splits>,
 }
 
 impl<'a, B: Backend> Reconciler<'a, B> {
@@ -90,7 +94,50 @@ impl<'a, B: Backend> Reconciler<'a, B> {
             memory: None,
             leading: None,
             applied: None,
+            own_splits: Default::default(),
         }
+    }
+
+    /// Rollouts' splits behind the router: the daemon's memory's, else this pass's.
+    fn splits(&self) -> &std::sync::Mutex<Splits> {
+        self.memory.map_or(&self.own_splits, |m| &m.splits)
+    }
+
+    fn set_split(&self, plugin: &str, shares: &[SlotShare]) {
+        if let Ok(mut splits) = self.splits().lock() {
+            if shares.is_empty() {
+                splits.remove(plugin);
+            } else {
+                splits.insert(plugin.to_string(), shares.to_vec());
+            }
+        }
+    }
+
+    /// Brings the router to the routes of the fleet (`None`) or of one plugin, as it runs now.
+    pub async fn sync_routes(&self, plugin: Option<&str>) -> Result<Synced, BackendError> {
+        let routed = |p: &Plugin| p.routing.is_routed() && !p.manifest.suspended;
+        if plugin.and_then(|p| self.fleet.plugins.get(p)).is_some_and(|p| !routed(p)) {
+            return Ok(Synced::default());
+        }
+        let observed = if self.fleet.plugins.values().any(routed) {
+            self.backend.observe(self.name(), plugin).await?
+        } else {
+            crate::plan::Observed::default()
+        };
+        let splits = self.splits().lock().map(|s| s.clone()).unwrap_or_default();
+        let mut routes = crate::traffic::routes(self.fleet, &observed.instances, &splits);
+        let scope = match plugin {
+            Some(p) => {
+                routes.retain(|r| r.plugin == p);
+                Scope::Plugin(p)
+            }
+            None => Scope::Fleet,
+        };
+        let synced = self.backend.route(self.name(), routes, scope).await?;
+        if synced.changed() {
+            tracing::info!(?synced, plugin = plugin.unwrap_or("*"), "router synced");
+        }
+        Ok(synced)
     }
 
     /// Where rollout time comes from (tests pass a clock they move by hand).
@@ -146,11 +193,31 @@ impl<'a, B: Backend> Reconciler<'a, B> {
     /// Applies a plan made earlier (and perhaps trimmed by the caller: windows, holds).
     pub async fn apply_plan(&self, plan: Plan) -> Result<Report, BackendError> {
         if plan.no_changes() {
+            self.heal_router().await;
             return Ok(Report { plan, results: Vec::new() });
         }
         self.backend.prepare(self.name()).await?;
         let results = self.apply(&plan).await;
+        self.heal_router().await;
         Ok(Report { plan, results })
+    }
+
+    /// Every pass brings the router to the whole fleet: a replica that died is replaced, one
+    /// nobody needs leaves. A failure is logged and retried next pass; plugins still run.
+    async fn heal_router(&self) {
+        if self.deposed().is_some() {
+            return;
+        }
+        match self.sync_routes(None).await {
+            Ok(synced) if synced.created + synced.replaced + synced.removed > 0 => {
+                (self.narrate)(&format!(
+                    "router: {} started, {} replaced, {} removed; {} running",
+                    synced.created, synced.replaced, synced.removed, synced.running
+                ));
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "router could not be synced"),
+        }
     }
 
     async fn apply(&self, plan: &Plan) -> Vec<PluginResult> {
@@ -234,6 +301,12 @@ impl<'a, B: Backend> Reconciler<'a, B> {
             Ok(o) => o,
             Err(e) => return Ending::Failed { reason: e.to_string() },
         };
+        // Behind the router: out of its configuration before the instances stop.
+        if observed.instances.iter().any(|i| i.spec.as_ref().is_some_and(|s| s.routed)) {
+            if let Err(e) = self.backend.route(self.name(), Vec::new(), Scope::Plugin(plugin)).await {
+                return Ending::Failed { reason: e.to_string() };
+            }
+        }
         for instance in &observed.instances {
             if let Some(skipped) = self.deposed() {
                 return skipped;
@@ -277,11 +350,12 @@ impl<'a, B: Backend> Reconciler<'a, B> {
                 let input =
                     StepInput { target, instances: &instances, state: &state, now_ms, evidence: &evidence, control };
                 let step = strategy.step(&input);
-                let acted = !step.actions.is_empty();
+                // A split is re-stated every step; only a change of instances is news.
+                let acted = step.actions.iter().any(|a| !matches!(a, Action::Split { .. }));
                 if let Some(skipped) = self.deposed() {
                     return skipped;
                 }
-                match self.act(&step.actions, &instances, &secrets).await {
+                match self.act(plugin, &step.actions, &instances, &secrets).await {
                     Ok(()) => {}
                     // The step is recomputed from what runs once the engine answers again.
                     Err(e) if outlasts(&e, &mut unreachable_since) => {
@@ -299,6 +373,9 @@ impl<'a, B: Backend> Reconciler<'a, B> {
                     matches!(step.outcome, Outcome::Converged | Outcome::RolledBack { .. } | Outcome::Failed { .. });
                 if let (Some(m), true) = (self.memory, finished) {
                     m.forget(&plugin.id);
+                }
+                if finished {
+                    self.set_split(&plugin.id, &[]);
                 }
                 match step.outcome {
                     Outcome::Converged => break,
@@ -322,10 +399,18 @@ impl<'a, B: Backend> Reconciler<'a, B> {
         let wanted: Vec<&SlotTarget> = targets.iter().collect();
         match self.backend.observe(self.name(), Some(&plugin.id)).await {
             Ok(observed) => {
-                for i in observed.instances.iter().filter(|i| !wanted.iter().any(|t| t.owns(i.slot))) {
-                    if let Err(e) = self.backend.retire(self.name(), i).await {
-                        return Ending::Failed { reason: e.to_string() };
-                    }
+                let leftovers: Vec<Action> = observed
+                    .instances
+                    .iter()
+                    .filter(|i| !wanted.iter().any(|t| t.owns(i.slot)))
+                    .map(|i| Action::Retire { instance: i.id.clone() })
+                    .collect();
+                if let Err(e) = self.act(plugin, &leftovers, &observed.instances, &secrets).await {
+                    return Ending::Failed { reason: e.to_string() };
+                }
+                // The rollout's split is gone: the router goes back to even shares.
+                if let Err(e) = self.sync_routes(Some(&plugin.id)).await {
+                    return Ending::Failed { reason: e.to_string() };
                 }
                 Ending::Converged
             }
@@ -386,7 +471,43 @@ impl<'a, B: Backend> Reconciler<'a, B> {
         Ok(findings)
     }
 
+    /// Applies a step's actions. Behind the router, instances leaving traffic are taken out of
+    /// the router's configuration before they stop, and ones joining are put in after.
     async fn act(
+        &self,
+        plugin: &Plugin,
+        actions: &[Action],
+        instances: &[Instance],
+        secrets: &SecretValues,
+    ) -> Result<(), BackendError> {
+        if !plugin.routing.is_routed() {
+            return self.act_all(actions, instances, secrets).await;
+        }
+        for action in actions {
+            if let Action::Split { shares } = action {
+                self.set_split(&plugin.id, shares);
+            }
+        }
+        let leaving = |id: &String| instances.iter().any(|i| &i.id == id && i.serving);
+        let (now, after): (Vec<Action>, Vec<Action>) = actions.iter().cloned().partition(|a| match a {
+            Action::Retire { instance } | Action::Park { instance } => !leaving(instance),
+            _ => true,
+        });
+        let out_of_traffic: Vec<Action> = after
+            .iter()
+            .filter_map(|a| match a {
+                Action::Retire { instance } | Action::Park { instance } => {
+                    Some(Action::Unserve { instance: instance.clone() })
+                }
+                _ => None,
+            })
+            .collect();
+        self.act_all(&[now, out_of_traffic].concat(), instances, secrets).await?;
+        self.sync_routes(Some(&plugin.id)).await?;
+        self.act_all(&after, instances, secrets).await
+    }
+
+    async fn act_all(
         &self,
         actions: &[Action],
         instances: &[Instance],
@@ -429,6 +550,8 @@ impl<'a, B: Backend> Reconciler<'a, B> {
                         work.push(Box::pin(self.backend.park(self.name(), i)));
                     }
                 }
+                // Only the router splits traffic (handled in `act`).
+                Action::Split { .. } => {}
             }
         }
         let mut first_error = None;

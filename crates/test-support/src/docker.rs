@@ -146,7 +146,8 @@ impl Cleanup {
                 Err(e) => notes.push(format!("extra container {id}: {e}")),
             }
         }
-        for c in list_fleet_containers(&docker, fleet).await {
+        let routers = list_labelled(&docker, &format!("plugsync.router={fleet}")).await;
+        for c in list_fleet_containers(&docker, fleet).await.into_iter().chain(routers) {
             let id = c.id.unwrap_or_default();
             match docker.remove_container(&id, Some(force())).await {
                 Ok(()) => notes.push(format!("removed {}", c.names.unwrap_or_default().join(","))),
@@ -197,7 +198,12 @@ impl Drop for Cleanup {
 }
 
 pub async fn list_fleet_containers(docker: &Docker, fleet: &str) -> Vec<bollard::models::ContainerSummary> {
-    let filters = HashMap::from([("label".to_string(), vec![format!("plugsync.fleet={fleet}")])]);
+    list_labelled(docker, &format!("plugsync.fleet={fleet}")).await
+}
+
+/// Every container (running or not) carrying `label` (`key=value`).
+pub async fn list_labelled(docker: &Docker, label: &str) -> Vec<bollard::models::ContainerSummary> {
+    let filters = HashMap::from([("label".to_string(), vec![label.to_string()])]);
     let options = ListContainersOptions { all: true, filters: Some(filters), ..Default::default() };
     docker.list_containers(Some(options)).await.expect("list containers")
 }
@@ -415,10 +421,12 @@ impl TestFleet {
         plugsync::source::load_dir(self.path(), None).expect("load fleet dir")
     }
 
+    /// The backend for this fleet, with the router settings of its `plugsync.yaml`.
     pub async fn backend(&self) -> DockerBackend {
         DockerBackend::connect(None, self.network.clone())
             .await
             .unwrap_or_else(|e| panic!("connect to Docker: {e} — these tests need a running Docker daemon"))
+            .with_router(&self.load_any().loaded.fleet.config.traffic)
     }
 
     pub async fn plan(&self, backend: &DockerBackend, desired: DesiredHealth) -> Plan {

@@ -3,6 +3,7 @@
 use super::duration::Span;
 use super::manifest::DriftMode;
 use super::policy::Environment;
+use super::routing::FleetTraffic;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -42,6 +43,12 @@ pub struct FleetConfig {
     pub max_prune_fraction: f64,
     #[serde(default = "default_concurrency")]
     pub concurrency: u32,
+    #[serde(default, skip_serializing_if = "is_default_traffic")]
+    pub traffic: FleetTraffic,
+}
+
+fn is_default_traffic(t: &FleetTraffic) -> bool {
+    *t == FleetTraffic::default()
 }
 
 impl Default for FleetConfig {
@@ -63,6 +70,7 @@ impl Default for FleetConfig {
             prune: true,
             max_prune_fraction: default_prune_fraction(),
             concurrency: default_concurrency(),
+            traffic: FleetTraffic::default(),
         }
     }
 }

@@ -70,6 +70,11 @@ fn load_from(files: &FileSet, environment: Option<Environment>, cache: Option<&m
         let (policy, policy_source) = cx.resolve_policy(&found.stable, binding, &policies, config.environment);
         let strategy = policy.effective_strategy(config.environment);
         let manifest = found.stable.value;
+        // On Kubernetes the Service routes: `traffic.router` is a Docker setting.
+        let routing = match config.backend.kind {
+            super::BackendKind::Docker => super::Routing::resolve(&config.traffic, manifest.traffic.as_ref()),
+            super::BackendKind::Kubernetes => super::Routing::Dns,
+        };
         let plugin = Plugin {
             id: id.clone(),
             source: found.stable.path,
@@ -83,6 +88,7 @@ fn load_from(files: &FileSet, environment: Option<Environment>, cache: Option<&m
             policy,
             policy_source,
             strategy,
+            routing,
         };
         plugins.insert(id, plugin);
     }

@@ -45,6 +45,8 @@ pub struct PluginManifest {
     pub drift: Option<DriftMode>,
     #[serde(default)]
     pub suspended: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traffic: Option<super::routing::PluginTraffic>,
     #[serde(default, rename = "canary_weight", skip_serializing_if = "Option::is_none")]
     pub canary_weight: Option<f64>,
     #[serde(flatten, skip_serializing)]

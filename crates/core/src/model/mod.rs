@@ -16,6 +16,7 @@ pub mod policy;
 mod prepare;
 pub mod quantity;
 pub mod rate;
+pub mod routing;
 pub mod schema;
 pub mod schema_doc;
 pub mod windows;
@@ -30,6 +31,7 @@ pub use policy::{Environment, RolloutPolicy, Strategy};
 pub use prepare::ParseCache;
 pub use quantity::{Cpu, Memory};
 pub use rate::Rate;
+pub use routing::Routing;
 pub use schema::SchemaKind;
 
 use serde::Serialize;
@@ -66,6 +68,9 @@ pub struct Plugin {
     pub policy: RolloutPolicy,
     pub policy_source: PolicySource,
     pub strategy: Strategy,
+    /// How traffic reaches the plugin's instances (fleet default, manifest override).
+    #[serde(skip_serializing_if = "Routing::is_dns")]
+    pub routing: Routing,
 }
 
 impl Plugin {

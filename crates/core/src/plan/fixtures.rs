@@ -20,6 +20,7 @@ pub fn spec(version: &str) -> InstanceSpec {
         port: 8080,
         liveness: "/health/live".into(),
         readiness: "/health/ready".into(),
+        routed: false,
     }
 }
 

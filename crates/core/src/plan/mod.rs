@@ -222,6 +222,7 @@ fn progressive_note(plugin: &crate::model::Plugin) -> Option<String> {
         return None;
     }
     let replicas = plugin.manifest.replicas;
+    let routed = plugin.routing.is_routed();
     match plugin.strategy {
         Strategy::Canary => {
             let config = plugin.policy.canary_config.clone().unwrap_or_default();
@@ -231,14 +232,19 @@ fn progressive_note(plugin: &crate::model::Plugin) -> Option<String> {
                 .iter()
                 .map(|w| {
                     let (s, c, achieved) = crate::model::policy::canary_layout(replicas, *w, surge);
-                    if (achieved - w).abs() < 0.5 {
+                    if routed || (achieved - w).abs() < 0.5 {
                         format!("{w}%")
                     } else {
                         format!("{w}% (achieved {achieved:.0}%: {c} of {})", replicas + s + c)
                     }
                 })
                 .collect();
-            Some(format!("canary steps {}", steps.join(" → ")))
+            let exact = if routed { " (exact weights at the router)" } else { "" };
+            Some(format!("canary steps {}{exact}", steps.join(" → ")))
+        }
+        Strategy::ABTesting if routed => {
+            let split = plugin.policy.ab_config.clone().unwrap_or_default().traffic_split;
+            Some(format!("A/B split {}/{} at the router (exact)", split.a, split.b))
         }
         Strategy::ABTesting => {
             let config = plugin.policy.ab_config.clone().unwrap_or_default();

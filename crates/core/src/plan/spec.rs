@@ -69,6 +69,11 @@ pub struct InstanceSpec {
     pub port: u16,
     pub liveness: String,
     pub readiness: String,
+    /// Behind the fleet's router (`traffic.router: haproxy`): a serving instance carries the
+    /// router's private alias, not the plugin's. Absent (false) from the hash of DNS specs, so
+    /// their hashes stay what earlier versions computed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub routed: bool,
 }
 
 impl InstanceSpec {
@@ -92,6 +97,7 @@ impl InstanceSpec {
             port: m.api.port,
             liveness: m.api.liveness.clone(),
             readiness: m.api.readiness.clone(),
+            routed: false,
         }
     }
 
@@ -157,6 +163,9 @@ impl InstanceSpec {
         if self.port != old.port || self.liveness != old.liveness || self.readiness != old.readiness {
             out.push("api port/health paths changed".into());
         }
+        if self.routed != old.routed {
+            out.push(if self.routed { "traffic moves behind the router" } else { "traffic moves to DNS" }.into());
+        }
         if out.is_empty() && self != old {
             out.push("spec changed".into());
         }
@@ -188,12 +197,17 @@ pub struct SlotTarget {
 /// canary gets the fewest instances (at least one) that come closest to its weight.
 pub fn slot_targets(plugin: &Plugin) -> Vec<SlotTarget> {
     let target = |slot, m: &PluginManifest, replicas| {
-        let spec = InstanceSpec::from_manifest(m);
+        let mut spec = InstanceSpec::from_manifest(m);
+        spec.routed = plugin.routing.is_routed();
         SlotTarget { slot, hash: spec.hash(), spec, replicas }
     };
     let replicas = plugin.manifest.replicas;
     match &plugin.canary {
         None => vec![target(Slot::Stable, &plugin.manifest, replicas)],
+        // Behind the router the weight is exact whatever the count: one canary instance.
+        Some(c) if plugin.routing.is_routed() => {
+            vec![target(Slot::Stable, &plugin.manifest, replicas), target(Slot::Canary, &c.manifest, 1)]
+        }
         Some(c) => {
             let canary = fixed_canary_instances(replicas, c.weight);
             vec![target(Slot::Stable, &plugin.manifest, replicas), target(Slot::Canary, &c.manifest, canary)]

@@ -58,7 +58,13 @@ impl SlotStrategy for AbTest {
             let old: Vec<&Instance> = main.iter().filter(|i| i.spec_hash != t.hash).collect();
             return promote(input, state, &main, &old, &b, actions, self.health_check_timeout);
         }
-        let wanted = self.config.traffic_split.b_instances(a.len() as u32);
+        // Behind the router the split is exact: B runs as many instances as A.
+        let routed = t.spec.routed;
+        let wanted = if routed { a.len() as u32 } else { self.config.traffic_split.b_instances(a.len() as u32) };
+        let split = &self.config.traffic_split;
+        if routed {
+            actions.push(super::split(Slot::B, split.b * 100.0 / (split.a + split.b).max(f64::MIN_POSITIVE)));
+        }
         let live: Vec<&Instance> = b.iter().copied().filter(|i| i.is_running()).collect();
         actions.extend(b.iter().filter(|i| !i.is_running()).map(|i| Action::Retire { instance: i.id.clone() }));
         if (live.len() as u32) < wanted {
@@ -93,7 +99,10 @@ impl SlotStrategy for AbTest {
         if let Some(reason) = state.paused.clone() {
             return Step { actions, state, outcome: Outcome::Paused { reason } };
         }
-        let achieved = f64::from(wanted) * 100.0 / f64::from(wanted + a.len() as u32);
+        let achieved = match routed {
+            true => split.b * 100.0 / (split.a + split.b).max(f64::MIN_POSITIVE),
+            false => f64::from(wanted) * 100.0 / f64::from(wanted + a.len() as u32),
+        };
         let started = match state.step_started_ms {
             Some(s) => s,
             None => {

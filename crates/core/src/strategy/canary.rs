@@ -35,6 +35,19 @@ pub(crate) fn restricted<'a>(input: &StepInput<'a>, instances: &'a [Instance]) -
 }
 
 impl Canary {
+    /// Stable surge, canary instances and the weight reached at a step. Behind the router the
+    /// weight is exact and the canary keeps one instance count for the whole rollout (enough
+    /// for its largest step's share of the load): a count that changed between steps would
+    /// move sticky sessions back to stable.
+    fn layout(&self, t: &crate::plan::SlotTarget, steps: &[f64], weight: f64) -> (u32, u32, f64) {
+        if !t.spec.routed {
+            return layout(t.replicas, weight, self.config.max_surge.unwrap_or(0));
+        }
+        let largest = steps.iter().copied().filter(|w| *w < 100.0).fold(0.0, f64::max);
+        let canaries = (f64::from(t.replicas) * largest / 100.0).ceil() as u32;
+        (0, canaries.clamp(1, t.replicas.max(1)), weight)
+    }
+
     fn period_ms(&self) -> u64 {
         self.config.evaluation_period.map(|p| p.0).unwrap_or(Duration::from_secs(60)).as_millis() as u64
     }
@@ -81,9 +94,10 @@ impl SlotStrategy for Canary {
                 state.promoted = true;
             } else if state.step == 0 && !canary.is_empty() {
                 let running = canary.iter().filter(|i| i.is_running()).count() as u32;
-                let surge = self.config.max_surge.unwrap_or(0);
-                state.step =
-                    steps.iter().position(|w| *w >= 100.0 || layout(t.replicas, *w, surge).1 >= running).unwrap_or(0);
+                state.step = steps
+                    .iter()
+                    .position(|w| *w >= 100.0 || self.layout(t, &steps, *w).1 >= running)
+                    .unwrap_or(0);
             }
         }
         let promoting = state.promoted || steps.get(state.step).is_none_or(|w| *w >= 100.0);
@@ -91,7 +105,10 @@ impl SlotStrategy for Canary {
             return promote(input, state, &main, &old, &canary, actions, self.health_check_timeout);
         }
         let weight = steps[state.step];
-        let (surge, wanted_canary, achieved) = layout(t.replicas, weight, self.config.max_surge.unwrap_or(0));
+        let (surge, wanted_canary, achieved) = self.layout(t, &steps, weight);
+        if t.spec.routed {
+            actions.push(super::split(Slot::Canary, weight));
+        }
         let Some(prev) = state.previous.clone() else {
             return Step {
                 actions,

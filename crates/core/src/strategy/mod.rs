@@ -13,6 +13,7 @@ pub use evidence::{AbResult, Control, Evidence, Variant, Verdict};
 
 use crate::model::{Plugin, Strategy};
 use crate::plan::{Instance, InstanceSpec, Slot, SlotTarget};
+use crate::traffic::SlotShare;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -32,6 +33,19 @@ pub enum Action {
     Unserve { instance: String },
     /// Stop an instance but keep it (blue-green `keepPreviousEnvironment`).
     Park { instance: String },
+    /// Behind the router: each slot's exact share of the plugin's traffic, whatever the
+    /// instance counts. Held until the rollout ends.
+    Split { shares: Vec<SlotShare> },
+}
+
+/// The router's split between the main slot and a side slot (canary, variant B).
+pub(crate) fn split(side: Slot, side_percent: f64) -> Action {
+    Action::Split {
+        shares: vec![
+            SlotShare { slot: Slot::Stable, percent: 100.0 - side_percent },
+            SlotShare { slot: side, percent: side_percent },
+        ],
+    }
 }
 
 /// How one plugin's change ended: the one name for a pass's result per plugin (a strategy's

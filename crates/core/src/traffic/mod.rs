@@ -10,48 +10,12 @@
 pub mod haproxy;
 
 use crate::plan::Slot;
-use std::fmt;
 use std::net::IpAddr;
 
 /// Largest server weight the router takes (HAProxy: 0..=256).
 pub const MAX_WEIGHT: u16 = 256;
 
-/// What keeps one client on one version: a header or a cookie, hashed consistently.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StickyBy {
-    Header(String),
-    Cookie(String),
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("found {found:?}, expected header:NAME or cookie:NAME (NAME: letters, digits, '-' and '_')")]
-pub struct StickyError {
-    pub found: String,
-}
-
-impl StickyBy {
-    /// `header:X-Correlation-Id` or `cookie:session`.
-    pub fn parse(text: &str) -> Result<StickyBy, StickyError> {
-        let bad = || StickyError { found: text.to_string() };
-        let (kind, name) = text.trim().split_once(':').ok_or_else(bad)?;
-        let name = name.trim();
-        let valid = !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-        match kind.trim() {
-            "header" if valid => Ok(StickyBy::Header(name.to_string())),
-            "cookie" if valid => Ok(StickyBy::Cookie(name.to_string())),
-            _ => Err(bad()),
-        }
-    }
-}
-
-impl fmt::Display for StickyBy {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            StickyBy::Header(name) => write!(f, "header:{name}"),
-            StickyBy::Cookie(name) => write!(f, "cookie:{name}"),
-        }
-    }
-}
+pub use crate::model::routing::{StickyBy, StickyError};
 
 /// One instance behind the router.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,7 +28,7 @@ pub struct Server {
 }
 
 /// One slot's share of a plugin's traffic, in percent (0 to 100).
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SlotShare {
     pub slot: Slot,
     pub percent: f64,
@@ -184,3 +148,64 @@ pub fn needs_reload(old: &[Route], new: &[Route]) -> bool {
 
 #[cfg(test)]
 mod tests;
+
+/// Each routed plugin's share of traffic per slot, set by a rollout in flight (a canary step,
+/// an A/B split); a plugin without one splits evenly over its serving instances.
+pub type Splits = std::collections::BTreeMap<String, Vec<SlotShare>>;
+
+/// The router's routes for `fleet` as `instances` run now: every routed plugin, its serving
+/// instances with an address as servers, its shares from `splits` or its default.
+pub fn routes(fleet: &crate::model::Fleet, instances: &[crate::plan::Instance], splits: &Splits) -> Vec<Route> {
+    fleet
+        .plugins
+        .values()
+        .filter(|p| p.routing.is_routed() && !p.manifest.suspended)
+        .map(|plugin| {
+            let servers: Vec<Server> = instances
+                .iter()
+                .filter(|i| i.plugin == plugin.id && i.serving && i.is_running())
+                .filter_map(|i| {
+                    let address = i.address?;
+                    let port = i.spec.as_ref().map_or(plugin.manifest.api.port, |s| s.port);
+                    Some(Server { name: server_name(i), slot: i.slot, address, port })
+                })
+                .collect();
+            let shares = splits.get(&plugin.id).cloned().unwrap_or_else(|| default_shares(plugin, &servers));
+            Route {
+                plugin: plugin.id.clone(),
+                port: plugin.manifest.api.port,
+                readiness: plugin.manifest.api.readiness.clone(),
+                sticky: plugin.routing.sticky().cloned(),
+                shares,
+                servers,
+            }
+        })
+        .collect()
+}
+
+/// `<slot>-<first 12 characters of the instance id>`: stable for the instance's life.
+fn server_name(instance: &crate::plan::Instance) -> String {
+    let short: String = instance.id.chars().take(12).collect();
+    format!("{}-{short}", instance.slot)
+}
+
+/// A BotMatrix fixed canary keeps its folder's weight; otherwise every serving instance
+/// carries the same share.
+fn default_shares(plugin: &crate::model::Plugin, servers: &[Server]) -> Vec<SlotShare> {
+    if let Some(canary) = &plugin.canary {
+        let stable = plugin.stable_weight.unwrap_or(100.0 - canary.weight);
+        return vec![
+            SlotShare { slot: Slot::Stable, percent: stable },
+            SlotShare { slot: Slot::Canary, percent: canary.weight },
+        ];
+    }
+    let mut shares: Vec<SlotShare> = Vec::new();
+    let total = servers.len().max(1) as f64;
+    for server in servers {
+        match shares.iter_mut().find(|s| s.slot == server.slot) {
+            Some(share) => share.percent += 100.0 / total,
+            None => shares.push(SlotShare { slot: server.slot, percent: 100.0 / total }),
+        }
+    }
+    shares
+}

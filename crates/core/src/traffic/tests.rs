@@ -127,10 +127,15 @@ fn config_routes_each_plugin_by_host_on_its_port() {
     search.plugin = "search".into();
     search.port = 9000;
     search.sticky = Some(StickyBy::Header("X-Tenant-ID".into()));
-    let text = config(&[route(3, 1, 25.0), search], &RouterPorts::default());
+    let mut billing = route(1, 0, 0.0);
+    billing.plugin = "billing".into();
+    let text = config(&[route(3, 1, 25.0), search, billing], &RouterPorts::default());
     for line in [
         "frontend fe_8080\n  bind :8080\n  log-format \"%b %s %ST %Ta %Tr\"\n  use_backend be_crm if { req.hdr(host),field(1,:),lower -m str crm }",
-        "frontend fe_9000\n  bind :9000\n  log-format \"%b %s %ST %Ta %Tr\"\n  use_backend be_search if",
+        "  use_backend be_billing if { req.hdr(host),field(1,:),lower -m str billing }",
+        // Alone on its port: no Host needed.
+        "frontend fe_9000\n  bind :9000\n  log-format \"%b %s %ST %Ta %Tr\"\n  default_backend be_search\n",
+        "option idle-close-on-response",
         "backend be_crm\n  balance roundrobin\n  option httpchk GET /health/ready\n  server stable-1 10.0.0.1:8080 weight ",
         "backend be_search\n  balance hash req.hdr(X-Tenant-ID)\n  hash-type consistent\n",
         "stats socket ipv4@0.0.0.0:9999 level admin",

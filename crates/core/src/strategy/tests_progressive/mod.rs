@@ -114,7 +114,7 @@ fn assert_no_duplicates(step: &Step, context: &str) {
             | Action::Retire { instance }
             | Action::Unserve { instance }
             | Action::Park { instance } => instance,
-            Action::Start { .. } => continue,
+            Action::Start { .. } | Action::Split { .. } => continue,
         };
         assert!(seen.insert(id.clone()), "{context}: {id} appears twice in {:?}", step.actions);
     }
@@ -199,7 +199,7 @@ impl World {
                     i.state = RunState::Exited;
                     i.ready = Some(false);
                 }),
-                Action::Start { .. } | Action::Serve { .. } => {}
+                Action::Start { .. } | Action::Serve { .. } | Action::Split { .. } => {}
             }
         }
     }

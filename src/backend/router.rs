@@ -1,0 +1,366 @@
+//! The fleet's router on Docker: HAProxy replicas on the fleet network, each holding every
+//! routed plugin's alias, configured from the pure [`crate::traffic`] room. Weight changes go
+//! through the runtime API (no reload); a change of servers rewrites the configuration and
+//! reloads seamlessly (SIGUSR2 to HAProxy's master: the listeners stay open, the old worker
+//! finishes its requests); a change of the alias set replaces replicas start-first. A replica
+//! that died or was removed is replaced on the next sync (drift healed like any instance).
+
+use super::BackendError;
+use crate::traffic::haproxy::{self, RouterPorts};
+use crate::traffic::{needs_reload, Route};
+use bollard::models::{ContainerCreateBody, EndpointSettings, HostConfig, NetworkingConfig};
+use bollard::query_parameters::{
+    CreateContainerOptions, KillContainerOptions, ListContainersOptions, RemoveContainerOptions,
+    UploadToContainerOptions,
+};
+use bollard::Docker;
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const ENGINE: &str = "Docker";
+/// Label carrying the fleet a router replica belongs to.
+pub const ROUTER_LABEL: &str = "plugsync.router";
+/// Label carrying the aliases a replica was connected with (they cannot change in place).
+const ALIASES_LABEL: &str = "plugsync.router.aliases";
+/// How long a new replica may take to answer its health check.
+const READY_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long a replica being replaced keeps serving what it already accepted.
+const SOFT_STOP: Duration = Duration::from_secs(5);
+
+/// Which routes a sync brings: all of them, or one plugin's (a rollout's step).
+#[derive(Debug, Clone, Copy)]
+pub enum Scope<'a> {
+    Fleet,
+    Plugin(&'a str),
+}
+
+/// What a sync did, for the narrator, tracing and metrics.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Synced {
+    pub created: u32,
+    pub replaced: u32,
+    pub removed: u32,
+    pub reloaded: u32,
+    pub weights_set: u32,
+    /// Replicas running after the sync.
+    pub running: u32,
+}
+
+impl Synced {
+    pub fn changed(&self) -> bool {
+        self.created + self.replaced + self.removed + self.reloaded + self.weights_set > 0
+    }
+}
+
+/// One router replica as Docker shows it.
+struct Replica {
+    id: String,
+    name: String,
+    running: bool,
+    address: Option<IpAddr>,
+    aliases: String,
+}
+
+pub struct HaproxyRouter {
+    docker: Docker,
+    network: String,
+    image: String,
+    replicas: u32,
+    ports: RouterPorts,
+    /// Routes the running replicas were last given by this process; empty after a restart,
+    /// which makes the first sync reload (the replicas' configuration is unknown then).
+    applied: tokio::sync::Mutex<Option<Vec<Route>>>,
+    known: tokio::sync::Mutex<BTreeMap<String, Route>>,
+}
+
+impl HaproxyRouter {
+    pub fn new(docker: Docker, network: String, image: String, replicas: u32) -> Self {
+        HaproxyRouter {
+            docker,
+            network,
+            image,
+            replicas: replicas.max(1),
+            ports: RouterPorts::default(),
+            applied: tokio::sync::Mutex::new(None),
+            known: tokio::sync::Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    fn refused(&self, action: &'static str, subject: &str, e: bollard::errors::Error) -> BackendError {
+        match e {
+            bollard::errors::Error::DockerResponseServerError { message, .. } => {
+                BackendError::Refused { engine: ENGINE, action, subject: subject.to_string(), detail: message }
+            }
+            other => BackendError::Unreachable { engine: ENGINE, endpoint: "docker".into(), detail: other.to_string() },
+        }
+    }
+
+    // Long: one sync in its order (merge, remove-all, reconfigure, create, replace); split, the order would hide.
+    /// Brings the fleet's router to `routes` (all routed plugins, or one plugin's for `scope`).
+    pub async fn sync(&self, fleet: &str, routes: Vec<Route>, scope: Scope<'_>) -> Result<Synced, BackendError> {
+        let mut known = self.known.lock().await;
+        match scope {
+            Scope::Fleet => *known = routes.into_iter().map(|r| (r.plugin.clone(), r)).collect(),
+            Scope::Plugin(plugin) => {
+                known.remove(plugin);
+                known.extend(routes.into_iter().map(|r| (r.plugin.clone(), r)));
+            }
+        }
+        let wanted: Vec<Route> = known.values().cloned().collect();
+        let mut synced = Synced::default();
+        let replicas = self.replicas(fleet).await?;
+        if wanted.is_empty() {
+            for replica in &replicas {
+                self.stop(replica).await;
+                synced.removed += 1;
+            }
+            *self.applied.lock().await = None;
+            return Ok(synced);
+        }
+        let aliases = alias_key(&wanted);
+        let config = haproxy::config(&wanted, &self.ports);
+        let (current, stale): (Vec<&Replica>, Vec<&Replica>) =
+            replicas.iter().partition(|r| r.running && r.address.is_some() && r.aliases == aliases);
+        let mut applied = self.applied.lock().await;
+        let reload = applied.as_ref().is_none_or(|old| needs_reload(old, &wanted));
+        let weights = applied.as_ref().is_some_and(|old| old != &wanted);
+        for replica in &current {
+            let address = replica.address.unwrap_or(IpAddr::from([0, 0, 0, 0]));
+            if reload {
+                self.upload(&replica.id, &config).await?;
+                self.signal(&replica.id, "SIGUSR2").await?;
+                synced.reloaded += 1;
+            } else if weights {
+                runtime(address, self.ports.api, &haproxy::weight_commands(&wanted)).await.map_err(|e| {
+                    BackendError::Refused {
+                        engine: "HAProxy",
+                        action: "set weights",
+                        subject: replica.name.clone(),
+                        detail: e.to_string(),
+                    }
+                })?;
+                synced.weights_set += 1;
+            }
+        }
+        let missing = (self.replicas as usize).saturating_sub(current.len());
+        for _ in 0..missing {
+            self.create(fleet, &wanted, &config, &aliases).await?;
+            synced.created += 1;
+        }
+        // Replaced replicas go only once their successors answer (start-first).
+        for replica in &stale {
+            self.stop(replica).await;
+            synced.replaced += 1;
+        }
+        let surplus = current.len().saturating_sub(self.replicas as usize);
+        for replica in current.iter().take(surplus) {
+            self.stop(replica).await;
+            synced.removed += 1;
+        }
+        synced.created = synced.created.saturating_sub(synced.replaced);
+        synced.running = (current.len() - surplus + missing) as u32;
+        *applied = Some(wanted);
+        Ok(synced)
+    }
+
+    /// The fleet's router replicas, running or not.
+    async fn replicas(&self, fleet: &str) -> Result<Vec<Replica>, BackendError> {
+        let filters = HashMap::from([("label".to_string(), vec![format!("{ROUTER_LABEL}={fleet}")])]);
+        let options = ListContainersOptions { all: true, filters: Some(filters), ..Default::default() };
+        let listed = self
+            .docker
+            .list_containers(Some(options))
+            .await
+            .map_err(|e| self.refused("list router replicas of fleet", fleet, e))?;
+        Ok(listed
+            .into_iter()
+            .filter_map(|c| {
+                let id = c.id?;
+                let name = c.names.and_then(|n| n.into_iter().next()).unwrap_or_default();
+                let running = c.state.is_some_and(|s| s.to_string() == "running");
+                let address = c
+                    .network_settings
+                    .and_then(|n| n.networks)
+                    .and_then(|mut n| n.remove(&self.network))
+                    .and_then(|e| e.ip_address)
+                    .and_then(|ip| ip.parse().ok());
+                let aliases = c.labels.and_then(|mut l| l.remove(ALIASES_LABEL)).unwrap_or_default();
+                Some(Replica { id, name: name.trim_start_matches('/').to_string(), running, address, aliases })
+            })
+            .collect())
+    }
+
+    /// Creates a replica holding `aliases`, gives it `config`, starts it and waits until it
+    /// answers its health check.
+    async fn create(&self, fleet: &str, routes: &[Route], config: &str, aliases: &str) -> Result<(), BackendError> {
+        self.ensure_image().await?;
+        let name = format!("plugsync-router-{fleet}-{}", super::name_suffix());
+        let labels = HashMap::from([
+            (ROUTER_LABEL.to_string(), fleet.to_string()),
+            (ALIASES_LABEL.to_string(), aliases.to_string()),
+        ]);
+        let endpoint = EndpointSettings {
+            aliases: Some(routes.iter().map(|r| r.plugin.clone()).collect()),
+            ..Default::default()
+        };
+        let body = ContainerCreateBody {
+            image: Some(self.image.clone()),
+            labels: Some(labels),
+            host_config: Some(HostConfig {
+                network_mode: Some(self.network.clone()),
+                restart_policy: Some(bollard::models::RestartPolicy {
+                    name: Some(bollard::models::RestartPolicyNameEnum::UNLESS_STOPPED),
+                    maximum_retry_count: None,
+                }),
+                ..Default::default()
+            }),
+            networking_config: Some(NetworkingConfig {
+                endpoints_config: Some(HashMap::from([(self.network.clone(), endpoint)])),
+            }),
+            ..Default::default()
+        };
+        let options = CreateContainerOptions { name: Some(name.clone()), ..Default::default() };
+        let created =
+            self.docker.create_container(Some(options), body).await.map_err(|e| self.refused("create", &name, e))?;
+        let started = async {
+            self.upload(&created.id, config).await?;
+            self.docker.start_container(&created.id, None).await.map_err(|e| self.refused("start", &name, e))?;
+            self.wait_ready(&created.id, &name).await
+        };
+        if let Err(e) = started.await {
+            let remove = RemoveContainerOptions { force: true, ..Default::default() };
+            let _ = self.docker.remove_container(&created.id, Some(remove)).await;
+            return Err(e);
+        }
+        tracing::info!(replica = %name, "router replica started");
+        Ok(())
+    }
+
+    async fn ensure_image(&self) -> Result<(), BackendError> {
+        if self.docker.inspect_image(&self.image).await.is_ok() {
+            return Ok(());
+        }
+        if self.image == crate::images::ROUTER_IMAGE {
+            return crate::images::build_router_image(&self.docker).await.map_err(|e| BackendError::Refused {
+                engine: ENGINE,
+                action: "build router image",
+                subject: self.image.clone(),
+                detail: e.to_string(),
+            });
+        }
+        use futures_util::StreamExt;
+        let options = bollard::query_parameters::CreateImageOptions {
+            from_image: Some(self.image.clone()),
+            ..Default::default()
+        };
+        let mut pull = self.docker.create_image(Some(options), None, None);
+        while let Some(step) = pull.next().await {
+            step.map_err(|e| self.refused("pull router image", &self.image, e))?;
+        }
+        Ok(())
+    }
+
+    async fn upload(&self, id: &str, config: &str) -> Result<(), BackendError> {
+        let archive = crate::images::router_config_archive(config).map_err(|e| BackendError::Refused {
+            engine: ENGINE,
+            action: "pack router configuration",
+            subject: id.to_string(),
+            detail: e.to_string(),
+        })?;
+        let options = UploadToContainerOptions { path: "/".into(), ..Default::default() };
+        self.docker
+            .upload_to_container(id, Some(options), bollard::body_full(archive.into()))
+            .await
+            .map_err(|e| self.refused("upload router configuration", id, e))
+    }
+
+    async fn signal(&self, id: &str, signal: &str) -> Result<(), BackendError> {
+        let options = KillContainerOptions { signal: signal.to_string() };
+        self.docker.kill_container(id, Some(options)).await.map_err(|e| self.refused("signal router", id, e))
+    }
+
+    async fn wait_ready(&self, id: &str, name: &str) -> Result<(), BackendError> {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        let client = crate::tls::http_client();
+        loop {
+            let inspect = self.docker.inspect_container(id, None).await.map_err(|e| self.refused("inspect", name, e))?;
+            let address = inspect
+                .network_settings
+                .and_then(|n| n.networks)
+                .and_then(|mut n| n.remove(&self.network))
+                .and_then(|e| e.ip_address)
+                .filter(|ip| !ip.is_empty());
+            if let Some(ip) = address {
+                let url = format!("http://{ip}:{}/healthz", self.ports.stats);
+                let answered = client.get(&url).timeout(Duration::from_millis(500)).send().await;
+                if answered.is_ok_and(|r| r.status().is_success()) {
+                    return Ok(());
+                }
+            }
+            if Instant::now() > deadline {
+                return Err(BackendError::Refused {
+                    engine: ENGINE,
+                    action: "start router",
+                    subject: name.to_string(),
+                    detail: format!("no answer on /healthz after {READY_TIMEOUT:?}"),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Takes a replica out of DNS, lets it finish what it accepted (soft stop) and removes it.
+    async fn stop(&self, replica: &Replica) {
+        use bollard::models::NetworkDisconnectRequest;
+        let disconnect = NetworkDisconnectRequest { container: replica.id.clone(), force: Some(false) };
+        if replica.running {
+            // Clients that resolved it a moment ago still reach it while it drains.
+            let _ = self.docker.disconnect_network(&self.network, disconnect).await;
+            let _ = self.signal(&replica.id, "SIGUSR1").await;
+            let deadline = Instant::now() + SOFT_STOP;
+            while Instant::now() < deadline {
+                let running = self
+                    .docker
+                    .inspect_container(&replica.id, None)
+                    .await
+                    .ok()
+                    .and_then(|i| i.state)
+                    .and_then(|s| s.running)
+                    .unwrap_or(false);
+                if !running {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        let remove = RemoveContainerOptions { force: true, ..Default::default() };
+        let _ = self.docker.remove_container(&replica.id, Some(remove)).await;
+        tracing::info!(replica = %replica.name, "router replica removed");
+    }
+}
+
+/// The aliases a replica must hold, as one label value.
+fn alias_key(routes: &[Route]) -> String {
+    routes.iter().map(|r| r.plugin.as_str()).collect::<Vec<_>>().join(",")
+}
+
+/// Sends runtime API commands over one connection and checks the answers are empty (HAProxy
+/// answers a successful `set server … weight` with nothing).
+async fn runtime(address: IpAddr, port: u16, commands: &[String]) -> std::io::Result<()> {
+    let mut stream = tokio::time::timeout(Duration::from_secs(2), tokio::net::TcpStream::connect((address, port)))
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "runtime API did not answer"))??;
+    stream.write_all(format!("{}\n", commands.join(";")).as_bytes()).await?;
+    let mut answer = String::new();
+    tokio::time::timeout(Duration::from_secs(2), stream.read_to_string(&mut answer))
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "runtime API did not finish"))??;
+    let complaints: Vec<&str> = answer.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    if complaints.is_empty() {
+        Ok(())
+    } else {
+        Err(std::io::Error::other(complaints.join("; ")))
+    }
+}

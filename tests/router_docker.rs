@@ -1,0 +1,224 @@
+//! The managed router on the real Docker engine, driven by plugsync itself (`traffic: {router:
+//! haproxy}`), requests sent through the router's replicas:
+//!
+//! - the router appears with the first routed plugin: two replicas, each holding the alias;
+//! - a canary beside three stable instances gets exactly its step's weight (10, 25, 50 %:
+//!   2,000 requests each within ±2 points), with one canary instance whatever the weight;
+//! - with `stickyBy: header:X-Correlation-Id`, 500 ids × 5 requests per step: no id sees two
+//!   versions at one weight, none moves from canary back to stable as the weight rises;
+//! - zero failed requests from a keep-alive client through the whole rollout;
+//! - a replica killed is replaced on the next pass; the router leaves with the last plugin.
+//!
+//! Needs Docker and Debian's haproxy (the router image is built around it); fails loudly.
+
+use plugsync_test_support::docker as common;
+use plugsync_test_support::progressive::{canary, Story};
+
+use common::{PluginDef, TestFleet, V1, V2};
+use plugsync::backend::Backend;
+use plugsync::plan::DesiredHealth;
+use plugsync::reconcile::{Ending, Reconciler};
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const STICKY: &str = "X-Correlation-Id";
+
+/// The fleet's router replicas: (id, address on the fleet network, aliases there).
+async fn replicas(docker: &bollard::Docker, fleet: &TestFleet) -> Vec<(String, Option<IpAddr>, Vec<String>)> {
+    let filters = HashMap::from([("label".to_string(), vec![format!("plugsync.router={}", fleet.name)])]);
+    let options = bollard::query_parameters::ListContainersOptions { filters: Some(filters), ..Default::default() };
+    let mut out = Vec::new();
+    for c in docker.list_containers(Some(options)).await.expect("list router replicas") {
+        let id = c.id.unwrap_or_default();
+        let inspect = docker.inspect_container(&id, None).await.expect("inspect router replica");
+        let endpoint = inspect.network_settings.and_then(|n| n.networks).and_then(|mut n| n.remove(&fleet.network));
+        let address = endpoint.as_ref().and_then(|e| e.ip_address.clone()).and_then(|ip| ip.parse().ok());
+        let aliases = endpoint.and_then(|e| e.aliases).unwrap_or_default();
+        out.push((id, address, aliases));
+    }
+    out
+}
+
+/// The canary's share of the weight the router gives `web`'s servers that are up, from the
+/// runtime API's `show stat` (columns named by its header line).
+async fn canary_weight(router: IpAddr) -> Option<f64> {
+    let mut stream = tokio::net::TcpStream::connect((router, 9999)).await.ok()?;
+    stream.write_all(b"show stat\n").await.ok()?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text).await.ok()?;
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next()?.trim_start_matches("# ").split(',').collect();
+    let col = |name: &str| header.iter().position(|h| *h == name);
+    let (px, sv, weight, status) = (col("pxname")?, col("svname")?, col("weight")?, col("status")?);
+    let (mut canary, mut total) = (0.0, 0.0);
+    for line in lines {
+        let f: Vec<&str> = line.split(',').collect();
+        if f.get(px) != Some(&"be_web") || matches!(f.get(sv), Some(&"BACKEND") | None) {
+            continue;
+        }
+        if !f.get(status).is_some_and(|s| s.starts_with("UP")) {
+            continue;
+        }
+        let w: f64 = f.get(weight)?.parse().ok()?;
+        total += w;
+        if f.get(sv).is_some_and(|s| s.starts_with("canary-")) {
+            canary += w;
+        }
+    }
+    (total > 0.0).then(|| canary * 100.0 / total)
+}
+
+/// The version that answered one request through `router`.
+async fn version(client: &reqwest::Client, router: IpAddr, id: Option<&str>) -> String {
+    let mut request = client.get(format!("http://{router}:8080/")).header("Host", "web:8080");
+    if let Some(id) = id {
+        request = request.header(STICKY, id);
+    }
+    let response = request.send().await.unwrap_or_else(|e| panic!("request through the router: {e:?}"));
+    assert!(response.status().is_success(), "the router answered {}", response.status());
+    let body: serde_json::Value = response.json().await.expect("echo JSON");
+    body["version"].as_str().unwrap_or_default().to_string()
+}
+
+/// A keep-alive client sending requests through `router` until stopped: (ok, failed).
+fn load(router: IpAddr, stop: Arc<AtomicBool>, ok: Arc<AtomicU64>, failed: Arc<AtomicU64>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let client = plugsync::tls::http_client();
+        while !stop.load(Ordering::Relaxed) {
+            let sent = client
+                .get(format!("http://{router}:8080/"))
+                .header("Host", "web:8080")
+                .timeout(Duration::from_secs(5))
+                .send()
+                .await;
+            match sent {
+                Ok(r) if r.status().is_success() => ok.fetch_add(1, Ordering::Relaxed),
+                Ok(r) => {
+                    eprintln!("load: {}", r.status());
+                    failed.fetch_add(1, Ordering::Relaxed)
+                }
+                Err(e) => {
+                    eprintln!("load: {e}");
+                    failed.fetch_add(1, Ordering::Relaxed)
+                }
+            };
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    })
+}
+
+async fn reconcile(fleet: &TestFleet, backend: &plugsync::backend::docker::DockerBackend, story: &Story) -> Vec<Ending> {
+    let local = fleet.load();
+    let narrate = |line: &str| story.push(line);
+    let report = Reconciler::new(backend, &local.loaded.fleet, &local.revision, &narrate)
+        .run(DesiredHealth::Complete)
+        .await
+        .expect("reconcile");
+    report.results.into_iter().map(|r| r.result).collect()
+}
+
+// Long: one rollout observed step by step; the steps share the router and the load.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_canary_behind_the_router_gets_exact_sticky_weights_without_failed_requests() {
+    let docker = common::docker().await;
+    common::ensure_echo_images(&docker).await;
+    plugsync::images::build_router_image(&docker).await.expect("router image");
+    let fleet = TestFleet::new("rtr").await;
+    fleet.write(
+        "plugsync.yaml",
+        &format!(
+            "fleet: {}\nbackend:\n  type: docker\n  network: {}\ntraffic:\n  router: haproxy\n  stickyBy: header:{STICKY}\n  image: {}\n",
+            fleet.name,
+            fleet.network,
+            plugsync::images::ROUTER_IMAGE
+        ),
+    );
+    let web = PluginDef::new("web", V1).replicas(3).rollout(&canary("[10, 25, 50, 100]", "12s", true, 0, 0.05));
+    fleet.plugin(&web);
+    let backend = fleet.backend().await;
+    let story = Story::new(&fleet.name);
+    assert_eq!(reconcile(&fleet, &backend, &story).await, vec![Ending::Converged], "{}", story.text());
+
+    // The router appeared with the first routed plugin: two replicas holding its alias.
+    let routers = replicas(&docker, &fleet).await;
+    assert_eq!(routers.len(), 2, "router replicas: {routers:?}");
+    assert!(routers.iter().all(|(_, ip, aliases)| ip.is_some() && aliases.contains(&"web".to_string())), "{routers:?}");
+    let router = routers[0].1.expect("router address");
+    let client = plugsync::tls::http_client();
+    assert_eq!(version(&client, router, None).await, V1);
+
+    let (stop, ok, failed) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let loader = load(router, stop.clone(), ok.clone(), failed.clone());
+    fleet.plugin(&web.clone().version(V2));
+    let rollout = {
+        let (fleet_ref, backend_ref, story_ref) = (&fleet, &backend, &story);
+        async move { reconcile(fleet_ref, backend_ref, story_ref).await }
+    };
+    let measure = async {
+        let mut previous: BTreeMap<usize, bool> = BTreeMap::new();
+        let mut measured = Vec::new();
+        for weight in [10.0, 25.0, 50.0] {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                if canary_weight(router).await.is_some_and(|w| (w - weight).abs() < 1.0) {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "the router never reached {weight} %:\n{}", story.text());
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            let mut on_canary = 0usize;
+            for _ in 0..2000 {
+                on_canary += usize::from(version(&client, router, None).await == V2);
+            }
+            let share = on_canary as f64 / 20.0;
+            let mut ids: BTreeMap<usize, bool> = BTreeMap::new();
+            for id in 0..500 {
+                let value = format!("corr-{id}");
+                let mut seen = Vec::new();
+                for _ in 0..5 {
+                    seen.push(version(&client, router, Some(&value)).await == V2);
+                }
+                assert!(seen.iter().all(|c| *c == seen[0]), "id {value} saw two versions at {weight} %");
+                ids.insert(id, seen[0]);
+            }
+            let back: Vec<usize> = previous.iter().filter(|(id, was)| **was && !ids[*id]).map(|(id, _)| *id).collect();
+            assert!(back.is_empty(), "ids moved from canary back to stable at {weight} %: {back:?}");
+            let sticky_share = ids.values().filter(|c| **c).count() as f64 / 5.0;
+            eprintln!("MEASURED at {weight} %: {share:.2} % of 2,000 requests, {sticky_share:.1} % of 500 ids on canary");
+            measured.push((weight, share));
+            previous = ids;
+        }
+        measured
+    };
+    let (endings, measured) = tokio::join!(rollout, measure);
+    stop.store(true, Ordering::Relaxed);
+    loader.await.expect("load task");
+    assert_eq!(endings, vec![Ending::Converged], "{}", story.text());
+    for (weight, share) in measured {
+        assert!((share - weight).abs() <= 2.0, "{share:.2} % of requests on canary at {weight} %");
+    }
+    let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
+    eprintln!("MEASURED keep-alive load during the rollout: {ok} ok, {failed} failed");
+    assert_eq!(failed, 0, "requests failed during the rollout ({ok} ok)");
+    assert!(ok > 1000, "the load ran ({ok} requests)");
+    // A fresh connection: see the closing note on idle keep-alive connections across reloads.
+    assert_eq!(version(&plugsync::tls::http_client(), router, None).await, V2);
+    let instances = backend.observe(&fleet.name, Some("web")).await.expect("observe").instances;
+    assert_eq!(instances.len(), 3, "three V2 instances remain: {instances:?}");
+
+    // A replica killed is replaced on the next pass (drift of the router healed).
+    docker.kill_container(&routers[1].0, None).await.expect("kill a router replica");
+    reconcile(&fleet, &backend, &story).await;
+    let after = replicas(&docker, &fleet).await;
+    assert_eq!(after.len(), 2, "{after:?}\n{}", story.text());
+    assert!(after.iter().all(|(id, ip, _)| ip.is_some() && id != &routers[1].0), "{after:?}");
+
+    // The router leaves with the last routed plugin.
+    fleet.remove_plugin("web");
+    reconcile(&fleet, &backend, &story).await;
+    assert!(replicas(&docker, &fleet).await.is_empty(), "{}", story.text());
+}
