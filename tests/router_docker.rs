@@ -3,9 +3,10 @@
 //!
 //! - the router appears with the first routed plugin: two replicas, each holding the alias;
 //! - a canary beside three stable instances gets exactly its step's weight (10, 25, 50 %:
-//!   2,000 requests each within ±2 points), with one canary instance whatever the weight;
-//! - with `stickyBy: header:X-Correlation-Id`, 500 ids × 5 requests per step: no id sees two
-//!   versions at one weight, none moves from canary back to stable as the weight rises;
+//!   2,000 requests each within ±2 points), with one canary instance count for the rollout;
+//! - a second plugin rolled out at the same time, `stickyBy: header:X-Correlation-Id` in its
+//!   own manifest: 500 ids × 5 requests per step, no id sees two versions at one weight, none
+//!   moves from canary back to stable as the weight rises;
 //! - zero failed requests from a keep-alive client through the whole rollout;
 //! - a replica killed is replaced on the next pass; the router leaves with the last plugin.
 //!
@@ -43,9 +44,10 @@ async fn replicas(docker: &bollard::Docker, fleet: &TestFleet) -> Vec<(String, O
     out
 }
 
-/// The canary's share of the weight the router gives `web`'s servers that are up, from the
-/// runtime API's `show stat` (columns named by its header line).
-async fn canary_weight(router: IpAddr) -> Option<f64> {
+/// Per server of `plugin`'s backend: (is canary, weight, status UP, requests served so far),
+/// from the runtime API's `show stat` (columns named by its header line).
+async fn servers(router: IpAddr, plugin: &str) -> Option<Vec<(bool, f64, bool, u64)>> {
+    let backend = format!("be_{plugin}");
     let mut stream = tokio::net::TcpStream::connect((router, 9999)).await.ok()?;
     stream.write_all(b"show stat\n").await.ok()?;
     let mut text = String::new();
@@ -53,28 +55,40 @@ async fn canary_weight(router: IpAddr) -> Option<f64> {
     let mut lines = text.lines();
     let header: Vec<&str> = lines.next()?.trim_start_matches("# ").split(',').collect();
     let col = |name: &str| header.iter().position(|h| *h == name);
-    let (px, sv, weight, status) = (col("pxname")?, col("svname")?, col("weight")?, col("status")?);
-    let (mut canary, mut total) = (0.0, 0.0);
+    let (px, sv, weight, status, total) = (col("pxname")?, col("svname")?, col("weight")?, col("status")?, col("stot")?);
+    let mut out = Vec::new();
     for line in lines {
         let f: Vec<&str> = line.split(',').collect();
-        if f.get(px) != Some(&"be_web") || matches!(f.get(sv), Some(&"BACKEND") | None) {
+        if f.get(px) != Some(&backend.as_str()) || matches!(f.get(sv), Some(&"BACKEND") | None) {
             continue;
         }
-        if !f.get(status).is_some_and(|s| s.starts_with("UP")) {
-            continue;
-        }
-        let w: f64 = f.get(weight)?.parse().ok()?;
-        total += w;
-        if f.get(sv).is_some_and(|s| s.starts_with("canary-")) {
-            canary += w;
-        }
+        out.push((
+            f.get(sv)?.starts_with("canary-"),
+            f.get(weight)?.parse().ok()?,
+            f.get(status)?.starts_with("UP"),
+            f.get(total)?.parse().ok()?,
+        ));
     }
+    Some(out)
+}
+
+/// The canary's share of the weight the router gives `plugin`'s servers that are up.
+async fn canary_weight(router: IpAddr, plugin: &str) -> Option<f64> {
+    let up: Vec<_> = servers(router, plugin).await?.into_iter().filter(|s| s.2).collect();
+    let total: f64 = up.iter().map(|s| s.1).sum();
+    let canary: f64 = up.iter().filter(|s| s.0).map(|s| s.1).sum();
     (total > 0.0).then(|| canary * 100.0 / total)
 }
 
-/// The version that answered one request through `router`.
-async fn version(client: &reqwest::Client, router: IpAddr, id: Option<&str>) -> String {
-    let mut request = client.get(format!("http://{router}:8080/")).header("Host", "web:8080");
+/// Requests `plugin`'s canary and all its servers served so far, by the router's counters.
+async fn served(router: IpAddr, plugin: &str) -> (u64, u64) {
+    let all = servers(router, plugin).await.unwrap_or_default();
+    (all.iter().filter(|s| s.0).map(|s| s.3).sum(), all.iter().map(|s| s.3).sum())
+}
+
+/// The version of `plugin` that answered one request through `router`.
+async fn version(client: &reqwest::Client, router: IpAddr, plugin: &str, id: Option<&str>) -> String {
+    let mut request = client.get(format!("http://{router}:8080/")).header("Host", format!("{plugin}:8080"));
     if let Some(id) = id {
         request = request.header(STICKY, id);
     }
@@ -131,29 +145,34 @@ async fn a_canary_behind_the_router_gets_exact_sticky_weights_without_failed_req
     fleet.write(
         "plugsync.yaml",
         &format!(
-            "fleet: {}\nbackend:\n  type: docker\n  network: {}\ntraffic:\n  router: haproxy\n  stickyBy: header:{STICKY}\n  image: {}\n",
+            "fleet: {}\nbackend:\n  type: docker\n  network: {}\ntraffic:\n  router: haproxy\n  image: {}\n",
             fleet.name,
             fleet.network,
             plugsync::images::ROUTER_IMAGE
         ),
     );
     let web = PluginDef::new("web", V1).replicas(3).rollout(&canary("[10, 25, 50, 100]", "12s", true, 0, 0.05));
+    let ids = PluginDef { id: "ids".into(), ..web.clone() };
+    let sticky = |def: &PluginDef| format!("{}traffic:\n  stickyBy: header:{STICKY}\n", def.yaml());
     fleet.plugin(&web);
+    fleet.write("plugins/ids/plugin.yaml", &sticky(&ids));
     let backend = fleet.backend().await;
     let story = Story::new(&fleet.name);
-    assert_eq!(reconcile(&fleet, &backend, &story).await, vec![Ending::Converged], "{}", story.text());
+    assert_eq!(reconcile(&fleet, &backend, &story).await, vec![Ending::Converged; 2], "{}", story.text());
 
     // The router appeared with the first routed plugin: two replicas holding its alias.
     let routers = replicas(&docker, &fleet).await;
     assert_eq!(routers.len(), 2, "router replicas: {routers:?}");
-    assert!(routers.iter().all(|(_, ip, aliases)| ip.is_some() && aliases.contains(&"web".to_string())), "{routers:?}");
+    let holds = |aliases: &Vec<String>| ["web", "ids"].iter().all(|a| aliases.contains(&a.to_string()));
+    assert!(routers.iter().all(|(_, ip, aliases)| ip.is_some() && holds(aliases)), "{routers:?}");
     let router = routers[0].1.expect("router address");
     let client = plugsync::tls::http_client();
-    assert_eq!(version(&client, router, None).await, V1);
+    assert_eq!(version(&client, router, "web", None).await, V1);
 
     let (stop, ok, failed) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     let loader = load(router, stop.clone(), ok.clone(), failed.clone());
     fleet.plugin(&web.clone().version(V2));
+    fleet.write("plugins/ids/plugin.yaml", &sticky(&ids.clone().version(V2)));
     let rollout = {
         let (fleet_ref, backend_ref, story_ref) = (&fleet, &backend, &story);
         async move { reconcile(fleet_ref, backend_ref, story_ref).await }
@@ -164,23 +183,28 @@ async fn a_canary_behind_the_router_gets_exact_sticky_weights_without_failed_req
         for weight in [10.0, 25.0, 50.0] {
             let deadline = Instant::now() + Duration::from_secs(60);
             loop {
-                if canary_weight(router).await.is_some_and(|w| (w - weight).abs() < 1.0) {
+                let at = |w: Option<f64>| w.is_some_and(|w| (w - weight).abs() < 1.0);
+                if at(canary_weight(router, "web").await) && at(canary_weight(router, "ids").await) {
                     break;
                 }
                 assert!(Instant::now() < deadline, "the router never reached {weight} %:\n{}", story.text());
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
-            let mut on_canary = 0usize;
+            // The router's own counters: the load client's requests land in the same rotation.
+            let (canary_before, all_before) = served(router, "web").await;
             for _ in 0..2000 {
-                on_canary += usize::from(version(&client, router, None).await == V2);
+                version(&client, router, "web", None).await;
             }
-            let share = on_canary as f64 / 20.0;
+            let (canary_after, all_after) = served(router, "web").await;
+            let landed = all_after - all_before;
+            assert!(landed >= 2000, "{landed} requests counted at {weight} %");
+            let share = (canary_after - canary_before) as f64 * 100.0 / landed as f64;
             let mut ids: BTreeMap<usize, bool> = BTreeMap::new();
             for id in 0..500 {
                 let value = format!("corr-{id}");
                 let mut seen = Vec::new();
                 for _ in 0..5 {
-                    seen.push(version(&client, router, Some(&value)).await == V2);
+                    seen.push(version(&client, router, "ids", Some(&value)).await == V2);
                 }
                 assert!(seen.iter().all(|c| *c == seen[0]), "id {value} saw two versions at {weight} %");
                 ids.insert(id, seen[0]);
@@ -188,7 +212,7 @@ async fn a_canary_behind_the_router_gets_exact_sticky_weights_without_failed_req
             let back: Vec<usize> = previous.iter().filter(|(id, was)| **was && !ids[*id]).map(|(id, _)| *id).collect();
             assert!(back.is_empty(), "ids moved from canary back to stable at {weight} %: {back:?}");
             let sticky_share = ids.values().filter(|c| **c).count() as f64 / 5.0;
-            eprintln!("MEASURED at {weight} %: {share:.2} % of 2,000 requests, {sticky_share:.1} % of 500 ids on canary");
+            eprintln!("MEASURED at {weight} %: {share:.2} % of {landed} requests, {sticky_share:.1} % of 500 ids on canary");
             measured.push((weight, share));
             previous = ids;
         }
@@ -197,7 +221,7 @@ async fn a_canary_behind_the_router_gets_exact_sticky_weights_without_failed_req
     let (endings, measured) = tokio::join!(rollout, measure);
     stop.store(true, Ordering::Relaxed);
     loader.await.expect("load task");
-    assert_eq!(endings, vec![Ending::Converged], "{}", story.text());
+    assert_eq!(endings, vec![Ending::Converged; 2], "{}", story.text());
     for (weight, share) in measured {
         assert!((share - weight).abs() <= 2.0, "{share:.2} % of requests on canary at {weight} %");
     }
@@ -205,8 +229,8 @@ async fn a_canary_behind_the_router_gets_exact_sticky_weights_without_failed_req
     eprintln!("MEASURED keep-alive load during the rollout: {ok} ok, {failed} failed");
     assert_eq!(failed, 0, "requests failed during the rollout ({ok} ok)");
     assert!(ok > 1000, "the load ran ({ok} requests)");
-    // A fresh connection: see the closing note on idle keep-alive connections across reloads.
-    assert_eq!(version(&plugsync::tls::http_client(), router, None).await, V2);
+    // On the measuring client's idle keep-alive connection: servers changed without a reload.
+    assert_eq!(version(&client, router, "web", None).await, V2);
     let instances = backend.observe(&fleet.name, Some("web")).await.expect("observe").instances;
     assert_eq!(instances.len(), 3, "three V2 instances remain: {instances:?}");
 
@@ -219,6 +243,7 @@ async fn a_canary_behind_the_router_gets_exact_sticky_weights_without_failed_req
 
     // The router leaves with the last routed plugin.
     fleet.remove_plugin("web");
+    fleet.remove_plugin("ids");
     reconcile(&fleet, &backend, &story).await;
     assert!(replicas(&docker, &fleet).await.is_empty(), "{}", story.text());
 }

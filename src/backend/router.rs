@@ -1,12 +1,13 @@
 //! The fleet's router on Docker: HAProxy replicas on the fleet network, each holding every
 //! routed plugin's alias, configured from the pure [`crate::traffic`] room. Weight changes go
-//! through the runtime API (no reload); a change of servers rewrites the configuration and
-//! reloads seamlessly (SIGUSR2 to HAProxy's master: the listeners stay open, the old worker
-//! finishes its requests); a change of the alias set replaces replicas start-first. A replica
+//! and servers coming and going go through the runtime API (no reload); a change of health
+//! path or stickiness rewrites the configuration and reloads seamlessly (SIGUSR2 to HAProxy's
+//! master: the listeners stay open, the old worker finishes its requests); a change of the
+//! alias set (a plugin routed or not any more) replaces replicas start-first. A replica
 //! that died or was removed is replaced on the next sync (drift healed like any instance).
 
 use super::BackendError;
-use crate::traffic::haproxy::{self, RouterPorts};
+use crate::traffic::haproxy::{self, Command, RouterPorts};
 use crate::traffic::{needs_reload, Route};
 use bollard::models::{ContainerCreateBody, EndpointSettings, HostConfig, NetworkingConfig};
 use bollard::query_parameters::{
@@ -43,14 +44,14 @@ pub struct Synced {
     pub replaced: u32,
     pub removed: u32,
     pub reloaded: u32,
-    pub weights_set: u32,
+    pub runtime_updates: u32,
     /// Replicas running after the sync.
     pub running: u32,
 }
 
 impl Synced {
     pub fn changed(&self) -> bool {
-        self.created + self.replaced + self.removed + self.reloaded + self.weights_set > 0
+        self.created + self.replaced + self.removed + self.reloaded + self.runtime_updates > 0
     }
 }
 
@@ -72,6 +73,8 @@ pub struct HaproxyRouter {
     /// Routes the running replicas were last given by this process; empty after a restart,
     /// which makes the first sync reload (the replicas' configuration is unknown then).
     applied: tokio::sync::Mutex<Option<Vec<Route>>>,
+    /// Deletions of servers that still held connections, tried again at the next sync.
+    pending: tokio::sync::Mutex<Vec<Command>>,
     known: tokio::sync::Mutex<BTreeMap<String, Route>>,
 }
 
@@ -84,6 +87,7 @@ impl HaproxyRouter {
             replicas: replicas.max(1),
             ports: RouterPorts::default(),
             applied: tokio::sync::Mutex::new(None),
+            pending: tokio::sync::Mutex::new(Vec::new()),
             known: tokio::sync::Mutex::new(BTreeMap::new()),
         }
     }
@@ -125,25 +129,29 @@ impl HaproxyRouter {
             replicas.iter().partition(|r| r.running && r.address.is_some() && r.aliases == aliases);
         let mut applied = self.applied.lock().await;
         let reload = applied.as_ref().is_none_or(|old| needs_reload(old, &wanted));
-        let weights = applied.as_ref().is_some_and(|old| old != &wanted);
+        let mut pending = self.pending.lock().await;
+        let mut commands: Vec<Command> = std::mem::take(&mut *pending);
+        if let (false, Some(old)) = (reload, applied.as_ref()) {
+            commands.extend(haproxy::runtime_commands(old, &wanted));
+        }
         for replica in &current {
             let address = replica.address.unwrap_or(IpAddr::from([0, 0, 0, 0]));
-            if reload {
+            let refused = match reload {
+                true => None,
+                false => self.send(replica, address, &commands, &mut pending).await,
+            };
+            if reload || refused.is_some() {
+                if let Some(why) = refused {
+                    tracing::warn!(replica = %replica.name, %why, "runtime API refused a change; reloading instead");
+                }
                 self.upload(&replica.id, &config).await?;
                 self.signal(&replica.id, "SIGUSR2").await?;
                 synced.reloaded += 1;
-            } else if weights {
-                runtime(address, self.ports.api, &haproxy::weight_commands(&wanted)).await.map_err(|e| {
-                    BackendError::Refused {
-                        engine: "HAProxy",
-                        action: "set weights",
-                        subject: replica.name.clone(),
-                        detail: e.to_string(),
-                    }
-                })?;
-                synced.weights_set += 1;
+            } else if !commands.is_empty() {
+                synced.runtime_updates += 1;
             }
         }
+        pending.dedup();
         let missing = (self.replicas as usize).saturating_sub(current.len());
         for _ in 0..missing {
             self.create(fleet, &wanted, &config, &aliases).await?;
@@ -163,6 +171,31 @@ impl HaproxyRouter {
         synced.running = (current.len() - surplus + missing) as u32;
         *applied = Some(wanted);
         Ok(synced)
+    }
+
+    /// Sends `commands` to one replica, one connection each. A deletion that must wait for
+    /// connections to finish goes to `pending`; any other refusal is returned.
+    async fn send(
+        &self,
+        replica: &Replica,
+        address: IpAddr,
+        commands: &[Command],
+        pending: &mut Vec<Command>,
+    ) -> Option<String> {
+        for command in commands {
+            let answer = match runtime(address, self.ports.api, &command.text).await {
+                Ok(answer) => answer,
+                Err(e) => return Some(format!("{}: {e}", command.text)),
+            };
+            match answer_of(&answer) {
+                Answer::Done => {}
+                Answer::Busy if command.may_wait => pending.push(command.clone()),
+                Answer::Busy | Answer::Refused => {
+                    return Some(format!("{} on {}: {}", command.text, replica.name, answer.trim()))
+                }
+            }
+        }
+        None
     }
 
     /// The fleet's router replicas, running or not.
@@ -346,21 +379,36 @@ fn alias_key(routes: &[Route]) -> String {
     routes.iter().map(|r| r.plugin.as_str()).collect::<Vec<_>>().join(",")
 }
 
-/// Sends runtime API commands over one connection and checks the answers are empty (HAProxy
-/// answers a successful `set server … weight` with nothing).
-async fn runtime(address: IpAddr, port: u16, commands: &[String]) -> std::io::Result<()> {
+enum Answer {
+    Done,
+    /// Not now: a server still holds connections.
+    Busy,
+    Refused,
+}
+
+/// What HAProxy's answer to one command means. Success is silence or one of its fixed
+/// sentences; a server already added or already gone is what was asked for.
+fn answer_of(answer: &str) -> Answer {
+    let answer = answer.trim();
+    let done = ["New server registered.", "Server deleted.", "Already exists a server with the same name", "No such server"];
+    if answer.is_empty() || done.iter().any(|d| answer.starts_with(d)) {
+        Answer::Done
+    } else if answer.contains("still") || answer.contains("connections") {
+        Answer::Busy
+    } else {
+        Answer::Refused
+    }
+}
+
+/// Sends one runtime API command and returns HAProxy's answer.
+async fn runtime(address: IpAddr, port: u16, command: &str) -> std::io::Result<String> {
     let mut stream = tokio::time::timeout(Duration::from_secs(2), tokio::net::TcpStream::connect((address, port)))
         .await
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "runtime API did not answer"))??;
-    stream.write_all(format!("{}\n", commands.join(";")).as_bytes()).await?;
+    stream.write_all(format!("{command}\n").as_bytes()).await?;
     let mut answer = String::new();
     tokio::time::timeout(Duration::from_secs(2), stream.read_to_string(&mut answer))
         .await
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "runtime API did not finish"))??;
-    let complaints: Vec<&str> = answer.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
-    if complaints.is_empty() {
-        Ok(())
-    } else {
-        Err(std::io::Error::other(complaints.join("; ")))
-    }
+    Ok(answer)
 }

@@ -9,6 +9,9 @@
 //!   instance going away is sent to another one instead of failing.
 //! - the runtime API (`stats socket … level admin`) takes `set server B/S weight N`; the
 //!   Prometheus exporter serves per-server counters on the stats port.
+//! - servers come and go through the runtime API too (`add server`, `del server`): a reload
+//!   would leave idle keep-alive connections on the old worker, whose next request goes to
+//!   the old servers, perhaps stopped by then. Reloads are kept for new backends.
 //! - a reload (SIGUSR2 to the master) hands the listeners to a new worker; the old one
 //!   finishes its requests, and `idle-close-on-response` has it answer a request on an idle
 //!   keep-alive connection (with `Connection: close`) instead of closing it under the client.
@@ -106,12 +109,57 @@ fn backend(out: &mut String, route: &Route) {
     }
     let _ = writeln!(out, "  option httpchk GET {}", route.readiness);
     for (server, (_, weight)) in route.servers.iter().zip(route.weights()) {
-        let address = match server.address {
-            std::net::IpAddr::V4(a) => a.to_string(),
-            std::net::IpAddr::V6(a) => format!("[{a}]"),
-        };
-        let _ = writeln!(out, "  server {} {address}:{} weight {weight}", server.name, server.port);
+        let _ = writeln!(out, "  server {} {} weight {weight}", server.name, server_address(server));
     }
+}
+
+/// How one server is written, in the configuration and in `add server`.
+fn server_address(server: &super::Server) -> String {
+    match server.address {
+        std::net::IpAddr::V4(a) => format!("{a}:{}", server.port),
+        std::net::IpAddr::V6(a) => format!("[{a}]:{}", server.port),
+    }
+}
+
+/// One runtime API command, and whether its answer may say it could not be done yet (a
+/// server being deleted still holding connections: tried again at the next sync).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Command {
+    pub text: String,
+    pub may_wait: bool,
+}
+
+/// Runtime API commands that take a running router from `old` to `new` without a reload:
+/// servers added (in maintenance, then enabled with their health check), every weight set,
+/// servers gone put in maintenance (no new requests; what they hold finishes) and deleted.
+/// Valid only when [`super::needs_reload`] says no reload is needed.
+pub fn runtime_commands(old: &[Route], new: &[Route]) -> Vec<Command> {
+    let now = |text: String| Command { text, may_wait: false };
+    let mut out = Vec::new();
+    for route in new {
+        let backend = backend_name(&route.plugin);
+        let before: Vec<&super::Server> =
+            old.iter().filter(|r| r.plugin == route.plugin).flat_map(|r| r.servers.iter()).collect();
+        let weights = route.weights();
+        for (server, (_, weight)) in route.servers.iter().zip(&weights) {
+            if before.iter().any(|b| b.name == server.name && b.address == server.address && b.port == server.port) {
+                continue;
+            }
+            let name = &server.name;
+            out.push(now(format!(
+                "add server {backend}/{name} {} weight {weight} check inter 1s fall 2 rise 1",
+                server_address(server)
+            )));
+            out.push(now(format!("enable health {backend}/{name}")));
+            out.push(now(format!("enable server {backend}/{name}")));
+        }
+        out.extend(weights.iter().map(|(name, weight)| now(format!("set server {backend}/{name} weight {weight}"))));
+        for gone in before.iter().filter(|b| !route.servers.iter().any(|s| s.name == b.name)) {
+            out.push(now(format!("set server {backend}/{} state maint", gone.name)));
+            out.push(Command { text: format!("del server {backend}/{}", gone.name), may_wait: true });
+        }
+    }
+    out
 }
 
 /// Runtime API commands that bring the running router to `routes`' weights (one per server,

@@ -134,14 +134,11 @@ fn scaled(ideal: &[f64], largest: u16) -> Vec<u16> {
         .collect()
 }
 
-/// Whether going from `old` to `new` needs the router's configuration reloaded (servers or
-/// routes added, removed or moved) or only weights changed (runtime commands, no reload).
+/// Whether going from `old` to `new` needs the router's configuration reloaded (plugins,
+/// ports, health paths or stickiness changed) or runtime commands do (servers and weights).
 pub fn needs_reload(old: &[Route], new: &[Route]) -> bool {
-    let shape = |routes: &[Route]| -> Vec<(String, u16, String, Option<StickyBy>, Vec<Server>)> {
-        routes
-            .iter()
-            .map(|r| (r.plugin.clone(), r.port, r.readiness.clone(), r.sticky.clone(), r.servers.clone()))
-            .collect()
+    let shape = |routes: &[Route]| -> Vec<(String, u16, String, Option<StickyBy>)> {
+        routes.iter().map(|r| (r.plugin.clone(), r.port, r.readiness.clone(), r.sticky.clone())).collect()
     };
     shape(old) != shape(new)
 }

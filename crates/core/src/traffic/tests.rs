@@ -1,4 +1,4 @@
-use super::haproxy::{config, weight_commands, RouterPorts};
+use super::haproxy::{config, runtime_commands, weight_commands, RouterPorts};
 use super::*;
 use std::net::Ipv4Addr;
 
@@ -113,7 +113,10 @@ fn weights_change_at_runtime_and_servers_need_a_reload() {
     let at10 = [route(3, 1, 10.0)];
     let at50 = [route(3, 1, 50.0)];
     assert!(!needs_reload(&at10, &at50), "a weight change is a runtime command");
-    assert!(needs_reload(&at10, &[route(3, 2, 10.0)]), "a new server is a reload");
+    assert!(!needs_reload(&at10, &[route(3, 2, 10.0)]), "a new server is a runtime command");
+    let mut moved = route(3, 1, 10.0);
+    moved.readiness = "/ready".into();
+    assert!(needs_reload(&at10, &[moved]), "a new health path is a reload");
     let sticky = [Route { sticky: Some(StickyBy::Cookie("s".into())), ..route(3, 1, 10.0) }];
     assert!(needs_reload(&at10, &sticky), "stickiness changes the balance algorithm");
     let commands = weight_commands(&at50);
@@ -143,4 +146,21 @@ fn config_routes_each_plugin_by_host_on_its_port() {
     ] {
         assert!(text.contains(line), "missing:\n{line}\nin:\n{text}");
     }
+}
+
+#[test]
+fn servers_come_and_go_at_runtime_and_a_deletion_may_wait() {
+    let old = [route(3, 1, 10.0)];
+    let new = [route(2, 2, 25.0)];
+    let commands = runtime_commands(&old, &new);
+    let texts: Vec<&str> = commands.iter().map(|c| c.text.as_str()).collect();
+    let added = texts.iter().position(|t| t.starts_with("add server be_crm/canary-102 10.0.0.102:8080 weight "));
+    let enabled = texts.iter().position(|t| *t == "enable server be_crm/canary-102");
+    let maint = texts.iter().position(|t| *t == "set server be_crm/stable-3 state maint");
+    let deleted = texts.iter().position(|t| *t == "del server be_crm/stable-3");
+    assert!(added < enabled && enabled < maint && maint < deleted && added.is_some(), "{texts:#?}");
+    assert!(texts.contains(&"enable health be_crm/canary-102"), "{texts:#?}");
+    assert_eq!(texts.iter().filter(|t| t.starts_with("set server be_crm/") && t.contains(" weight ")).count(), 4);
+    assert_eq!(commands.iter().filter(|c| c.may_wait).map(|c| c.text.as_str()).collect::<Vec<_>>(), ["del server be_crm/stable-3"]);
+    assert!(runtime_commands(&new, &new).iter().all(|c| c.text.contains(" weight ")), "nothing but weights when the servers stay");
 }
