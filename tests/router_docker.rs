@@ -8,7 +8,10 @@
 //!   own manifest: 500 ids × 5 requests per step, no id sees two versions at one weight, none
 //!   moves from canary back to stable as the weight rises;
 //! - zero failed requests from a keep-alive client through the whole rollout;
-//! - a replica killed is replaced on the next pass; the router leaves with the last plugin.
+//! - a replica killed is replaced on the next pass; the router leaves with the last plugin;
+//! - a plugin exposing no metrics at all (`NO_METRICS=1`) gets verdicts from the router's own
+//!   log: a canary answering 10 % errors is rolled back within one evaluation period, a
+//!   healthy one is promoted.
 //!
 //! Needs Docker and Debian's haproxy (the router image is built around it); fails loudly.
 
@@ -98,14 +101,21 @@ async fn version(client: &reqwest::Client, router: IpAddr, plugin: &str, id: Opt
     body["version"].as_str().unwrap_or_default().to_string()
 }
 
-/// A keep-alive client sending requests through `router` until stopped: (ok, failed).
-fn load(router: IpAddr, stop: Arc<AtomicBool>, ok: Arc<AtomicU64>, failed: Arc<AtomicU64>) -> tokio::task::JoinHandle<()> {
+/// A keep-alive client sending requests to `plugin` through `router` until stopped, counting
+/// answers (2xx, or anything else: a 5xx the plugin chose to send counts as failed too).
+fn load(
+    router: IpAddr,
+    plugin: &'static str,
+    stop: Arc<AtomicBool>,
+    ok: Arc<AtomicU64>,
+    failed: Arc<AtomicU64>,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let client = plugsync::tls::http_client();
         while !stop.load(Ordering::Relaxed) {
             let sent = client
                 .get(format!("http://{router}:8080/"))
-                .header("Host", "web:8080")
+                .header("Host", format!("{plugin}:8080"))
                 .timeout(Duration::from_secs(5))
                 .send()
                 .await;
@@ -125,6 +135,26 @@ fn load(router: IpAddr, stop: Arc<AtomicBool>, ok: Arc<AtomicU64>, failed: Arc<A
     })
 }
 
+/// A fleet behind the router (the locally built router image), its backend and its story.
+async fn routed_fleet(tag: &str) -> (bollard::Docker, TestFleet, plugsync::backend::docker::DockerBackend, Story) {
+    let docker = common::docker().await;
+    common::ensure_echo_images(&docker).await;
+    plugsync::images::build_router_image(&docker).await.expect("router image");
+    let fleet = TestFleet::new(tag).await;
+    fleet.write(
+        "plugsync.yaml",
+        &format!(
+            "fleet: {}\nbackend:\n  type: docker\n  network: {}\ntraffic:\n  router: haproxy\n  image: {}\n",
+            fleet.name,
+            fleet.network,
+            plugsync::images::ROUTER_IMAGE
+        ),
+    );
+    let backend = fleet.backend().await;
+    let story = Story::new(&fleet.name);
+    (docker, fleet, backend, story)
+}
+
 async fn reconcile(fleet: &TestFleet, backend: &plugsync::backend::docker::DockerBackend, story: &Story) -> Vec<Ending> {
     let local = fleet.load();
     let narrate = |line: &str| story.push(line);
@@ -138,26 +168,13 @@ async fn reconcile(fleet: &TestFleet, backend: &plugsync::backend::docker::Docke
 // Long: one rollout observed step by step; the steps share the router and the load.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_canary_behind_the_router_gets_exact_sticky_weights_without_failed_requests() {
-    let docker = common::docker().await;
-    common::ensure_echo_images(&docker).await;
-    plugsync::images::build_router_image(&docker).await.expect("router image");
-    let fleet = TestFleet::new("rtr").await;
-    fleet.write(
-        "plugsync.yaml",
-        &format!(
-            "fleet: {}\nbackend:\n  type: docker\n  network: {}\ntraffic:\n  router: haproxy\n  image: {}\n",
-            fleet.name,
-            fleet.network,
-            plugsync::images::ROUTER_IMAGE
-        ),
-    );
+    let (docker, fleet, _, story) = routed_fleet("rtr").await;
     let web = PluginDef::new("web", V1).replicas(3).rollout(&canary("[10, 25, 50, 100]", "12s", true, 0, 0.05));
     let ids = PluginDef { id: "ids".into(), ..web.clone() };
     let sticky = |def: &PluginDef| format!("{}traffic:\n  stickyBy: header:{STICKY}\n", def.yaml());
     fleet.plugin(&web);
     fleet.write("plugins/ids/plugin.yaml", &sticky(&ids));
     let backend = fleet.backend().await;
-    let story = Story::new(&fleet.name);
     assert_eq!(reconcile(&fleet, &backend, &story).await, vec![Ending::Converged; 2], "{}", story.text());
 
     // The router appeared with the first routed plugin: two replicas holding its alias.
@@ -170,7 +187,7 @@ async fn a_canary_behind_the_router_gets_exact_sticky_weights_without_failed_req
     assert_eq!(version(&client, router, "web", None).await, V1);
 
     let (stop, ok, failed) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
-    let loader = load(router, stop.clone(), ok.clone(), failed.clone());
+    let loader = load(router, "web", stop.clone(), ok.clone(), failed.clone());
     fleet.plugin(&web.clone().version(V2));
     fleet.write("plugins/ids/plugin.yaml", &sticky(&ids.clone().version(V2)));
     let rollout = {
@@ -246,4 +263,70 @@ async fn a_canary_behind_the_router_gets_exact_sticky_weights_without_failed_req
     fleet.remove_plugin("ids");
     reconcile(&fleet, &backend, &story).await;
     assert!(replicas(&docker, &fleet).await.is_empty(), "{}", story.text());
+}
+
+/// Two plugins that expose no metrics, rolled out at once under load: one canary answers 10 %
+/// errors, the other is healthy. The router's log is all analysis has.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_router_judges_a_plugin_that_exposes_no_metrics() {
+    let (docker, fleet, backend, story) = routed_fleet("rtra").await;
+    let period = 6.0;
+    let policy = canary("[50, 100]", "6s", true, 0, 0.05);
+    let bad = PluginDef::new("bad", V1).replicas(2).env("NO_METRICS", "1").rollout(&policy);
+    let good = PluginDef { id: "good".into(), ..bad.clone() };
+    fleet.plugin(&bad);
+    fleet.plugin(&good);
+    assert_eq!(reconcile(&fleet, &backend, &story).await, vec![Ending::Converged; 2], "{}", story.text());
+    let router = replicas(&docker, &fleet).await.first().and_then(|r| r.1).expect("a router replica");
+    let metrics = plugsync::tls::http_client()
+        .get(format!("http://{router}:8080/metrics"))
+        .header("Host", "good:8080")
+        .send()
+        .await
+        .expect("GET /metrics through the router");
+    assert_eq!(metrics.status().as_u16(), 404, "the plugin exposes no metrics");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let counters = || (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let ((bad_ok, bad_failed), (good_ok, good_failed)) = (counters(), counters());
+    let loaders = [
+        load(router, "bad", stop.clone(), bad_ok.clone(), bad_failed.clone()),
+        load(router, "good", stop.clone(), good_ok.clone(), good_failed.clone()),
+    ];
+    fleet.plugin(&bad.clone().version(V2).env("ERROR_RATE", "0.1"));
+    fleet.plugin(&good.clone().version(V2));
+    let endings = reconcile(&fleet, &backend, &story).await;
+    stop.store(true, Ordering::Relaxed);
+    for loader in loaders {
+        loader.await.expect("load task");
+    }
+    eprintln!(
+        "MEASURED load: bad {} ok {} failed (its canary answers 10 % errors), good {} ok {} failed",
+        bad_ok.load(Ordering::Relaxed),
+        bad_failed.load(Ordering::Relaxed),
+        good_ok.load(Ordering::Relaxed),
+        good_failed.load(Ordering::Relaxed)
+    );
+    let text = story.text();
+    let reason = match &endings[..] {
+        [Ending::RolledBack { reason }, Ending::Converged] => reason.clone(),
+        other => panic!("expected bad rolled back and good promoted, got {other:?}\n{text}"),
+    };
+    assert!(reason.contains("error rate"), "the rollback names the error rate: {reason}");
+    let evaluating = story.first("bad [stable]: canary 50 %").expect("bad's canary was evaluated");
+    let rolled_back = story.first("bad: rolled back").expect("bad rolled back");
+    eprintln!("MEASURED bad's canary rolled back {:.2} s after its evaluation began (period {period} s)", rolled_back - evaluating);
+    assert!(rolled_back - evaluating <= period, "rolled back after {:.2} s\n{text}", rolled_back - evaluating);
+    assert!(story.first("good [stable]: canary 50 %").is_some() && text.contains("passed"), "{text}");
+    assert_eq!(good_failed.load(Ordering::Relaxed), 0, "the healthy plugin failed requests");
+    let versions = |id: &'static str| {
+        let backend = &backend;
+        let fleet = &fleet;
+        async move {
+            let observed = backend.observe(&fleet.name, Some(id)).await.expect("observe").instances;
+            observed.into_iter().map(|i| i.version).collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(versions("bad").await, vec![V1.to_string(); 2], "bad is back on V1");
+    assert_eq!(versions("good").await, vec![V2.to_string(); 2], "good is on V2");
 }

@@ -102,6 +102,10 @@ impl Backend for AnyBackend {
         forward!(self, b => b.retire(fleet, instance))
     }
 
+    async fn router_log(&self, fleet: &str, since_ms: u64) -> Result<Vec<String>, BackendError> {
+        forward!(self, b => b.router_log(fleet, since_ms))
+    }
+
     async fn route(
         &self,
         fleet: &str,

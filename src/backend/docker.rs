@@ -404,6 +404,10 @@ impl Backend for DockerBackend {
         self.router.sync(fleet, routes, scope).await
     }
 
+    async fn router_log(&self, fleet: &str, since_ms: u64) -> Result<Vec<String>, BackendError> {
+        self.router.log_since(fleet, since_ms).await
+    }
+
     async fn serve(&self, _fleet: &str, instance: &Instance) -> Result<(), BackendError> {
         // Docker cannot add an alias to a connected endpoint: reconnect with it, same address.
         self.detach(&instance.id).await?;

@@ -109,6 +109,15 @@ pub trait Backend: Send + Sync {
     ) -> impl Future<Output = Result<router::Synced, BackendError>> + Send {
         async { Ok(router::Synced::default()) }
     }
+    /// The router's per-request log lines since `since_ms` (Unix epoch ms); none where the
+    /// engine routes by itself.
+    fn router_log(
+        &self,
+        _fleet: &str,
+        _since_ms: u64,
+    ) -> impl Future<Output = Result<Vec<String>, BackendError>> + Send {
+        async { Ok(Vec::new()) }
+    }
     /// Takes an instance out of traffic, stops and removes it.
     fn retire(&self, fleet: &str, instance: &Instance) -> impl Future<Output = Result<(), BackendError>> + Send;
 }

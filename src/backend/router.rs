@@ -198,6 +198,33 @@ impl HaproxyRouter {
         None
     }
 
+    /// Request lines the fleet's router replicas logged since `since_ms` (Unix epoch ms),
+    /// timestamps (Docker's) removed.
+    pub async fn log_since(&self, fleet: &str, since_ms: u64) -> Result<Vec<String>, BackendError> {
+        use futures_util::StreamExt;
+        let mut lines = Vec::new();
+        for replica in self.replicas(fleet).await? {
+            let options = bollard::query_parameters::LogsOptions {
+                stdout: true,
+                timestamps: true,
+                since: i32::try_from(since_ms / 1000).unwrap_or(i32::MAX),
+                ..Default::default()
+            };
+            let mut stream = self.docker.logs(&replica.id, Some(options));
+            while let Some(chunk) = stream.next().await {
+                // A replica removed meanwhile has nothing more to say.
+                let Ok(chunk) = chunk else { break };
+                let text = chunk.to_string();
+                lines.extend(text.lines().filter_map(|line| {
+                    let (stamp, rest) = line.split_once(' ')?;
+                    let at = chrono::DateTime::parse_from_rfc3339(stamp).ok()?.timestamp_millis();
+                    (u64::try_from(at).ok()? >= since_ms).then(|| rest.to_string())
+                }));
+            }
+        }
+        Ok(lines)
+    }
+
     /// The fleet's router replicas, running or not.
     async fn replicas(&self, fleet: &str) -> Result<Vec<Replica>, BackendError> {
         let filters = HashMap::from([("label".to_string(), vec![format!("{ROUTER_LABEL}={fleet}")])]);

@@ -4,7 +4,8 @@
 
 use crate::analysis::{self, verdict, PrometheusProvider, SlotMetrics, Window};
 use crate::backend::probe;
-use crate::model::policy::{Analysis, Thresholds};
+use crate::backend::Backend;
+use crate::model::policy::{Analysis, AnalysisSource, Thresholds};
 use crate::model::{Plugin, Strategy};
 use crate::plan::{Instance, Slot};
 use crate::strategy::{AbResult, Evidence, RolloutState, Verdict};
@@ -15,23 +16,33 @@ use std::time::{Duration, Instant};
 /// How often metrics are re-read during a window (scraping at the step rate would be waste).
 const REFRESH: Duration = Duration::from_secs(1);
 
-pub struct Analyst<'a> {
+pub struct Analyst<'a, B: Backend> {
     plugin: &'a Plugin,
     client: &'a Client,
+    /// Where the router's log is read (the backend and the fleet's name).
+    router: (&'a B, &'a str),
     evidence: Evidence,
     windows: BTreeMap<Slot, Window>,
+    /// When the current window started (Unix epoch ms), for the router's log.
+    window_started_ms: u64,
     refreshed: Option<Instant>,
 }
 
-impl<'a> Analyst<'a> {
-    pub fn new(plugin: &'a Plugin, client: &'a Client) -> Self {
+impl<'a, B: Backend> Analyst<'a, B> {
+    pub fn new(plugin: &'a Plugin, client: &'a Client, backend: &'a B, fleet: &'a str) -> Self {
         Analyst {
             plugin,
             client,
+            router: (backend, fleet),
             evidence: Evidence { window: u32::MAX, ..Default::default() },
             windows: BTreeMap::new(),
+            window_started_ms: 0,
             refreshed: None,
         }
+    }
+
+    fn source(&self) -> AnalysisSource {
+        self.analysis().effective_source(self.plugin.routing.is_routed())
     }
 
     fn analysis(&self) -> Analysis {
@@ -52,14 +63,16 @@ impl<'a> Analyst<'a> {
     }
 
     /// Evidence for `state.window`: a new window restarts collection on `state.watch`.
-    pub async fn evidence(&mut self, state: &RolloutState, instances: &[Instance]) -> Evidence {
+    /// `now_ms` (Unix epoch) marks where a new window starts in the router's log.
+    pub async fn evidence(&mut self, state: &RolloutState, instances: &[Instance], now_ms: u64) -> Evidence {
         let of =
             |slot: Slot| -> Vec<&Instance> { instances.iter().filter(|i| i.slot == slot && i.is_running()).collect() };
         if self.evidence.window != state.window {
             self.evidence = Evidence { window: state.window, ..Default::default() };
             self.windows.clear();
             self.refreshed = None;
-            if self.uses_builtin() {
+            self.window_started_ms = now_ms;
+            if self.source() == AnalysisSource::Builtin {
                 for slot in &state.watch {
                     let members = of(*slot);
                     let (port, path) = self.metrics_endpoint(&members);
@@ -73,17 +86,39 @@ impl<'a> Analyst<'a> {
         if !state.watch.is_empty() && self.refreshed.is_none_or(|t| t.elapsed() >= REFRESH) {
             self.refreshed = Some(Instant::now());
             let mut metrics = BTreeMap::new();
-            for slot in &state.watch {
-                metrics.insert(*slot, self.slot_metrics(*slot, &of(*slot)).await);
+            if self.source() == AnalysisSource::Router {
+                metrics = self.router_metrics(&state.watch, now_ms).await;
+            } else {
+                for slot in &state.watch {
+                    metrics.insert(*slot, self.slot_metrics(*slot, &of(*slot)).await);
+                }
             }
             self.judge(&metrics, state).await;
         }
         self.evidence.clone()
     }
 
-    fn uses_builtin(&self) -> bool {
-        let a = self.analysis();
-        a.builtin || a.prometheus.is_none()
+    /// Each watched slot's metrics over the window from the router's own log: a slot that
+    /// got no request has zero requests (inconclusive until `minSamples`), not an error.
+    async fn router_metrics(&self, watch: &[Slot], now_ms: u64) -> BTreeMap<Slot, Result<SlotMetrics, String>> {
+        let (backend, fleet) = self.router;
+        let lines = backend.router_log(fleet, self.window_started_ms).await;
+        let seconds = now_ms.saturating_sub(self.window_started_ms) as f64 / 1000.0;
+        let seen = lines.map(|l| analysis::router_log::window(l.iter().map(String::as_str), &self.plugin.id, seconds));
+        watch
+            .iter()
+            .map(|slot| {
+                let metrics = match &seen {
+                    Ok(w) => Ok(w.slots.get(slot).map(|m| m.metrics.clone()).unwrap_or_else(|| SlotMetrics {
+                        seconds,
+                        requests_counted: true,
+                        ..SlotMetrics::default()
+                    })),
+                    Err(e) => Err(format!("the router's log: {e}")),
+                };
+                (*slot, metrics)
+            })
+            .collect()
     }
 
     fn metrics_endpoint(&self, members: &[&Instance]) -> (u16, String) {
@@ -93,7 +128,7 @@ impl<'a> Analyst<'a> {
     }
 
     async fn slot_metrics(&self, slot: Slot, members: &[&Instance]) -> Result<SlotMetrics, String> {
-        if let (false, Some(p)) = (self.uses_builtin(), &self.analysis().prometheus) {
+        if let (AnalysisSource::Prometheus, Some(p)) = (self.source(), &self.analysis().prometheus) {
             let provider = PrometheusProvider::new(p.url.clone(), p.queries.clone());
             let version = members.first().map(|i| i.version.clone()).unwrap_or_default();
             return provider
@@ -126,7 +161,7 @@ impl<'a> Analyst<'a> {
         if let (Some(ab), [a, b]) = (&self.plugin.policy.ab_config, state.watch.as_slice()) {
             if let (Some(Ok(ma)), Some(Ok(mb))) = (metrics.get(a), metrics.get(b)) {
                 let mut extra = self.custom_metrics(*a, *b).await;
-                if self.uses_builtin() {
+                if self.source() == AnalysisSource::Builtin {
                     extra.extend(counter_metrics(&self.analysis(), ma, mb));
                 }
                 let decision = verdict::ab_decide(

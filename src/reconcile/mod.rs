@@ -330,7 +330,7 @@ impl<'a, B: Backend> Reconciler<'a, B> {
         let whole_plugin = strategy::is_progressive(plugin);
         for target in &targets {
             let mut state = self.memory.and_then(|m| m.state(&plugin.id, &target.hash)).unwrap_or_default();
-            let mut analyst = analyst::Analyst::new(plugin, &self.client);
+            let mut analyst = analyst::Analyst::new(plugin, &self.client, self.backend, self.name());
             let mut last_note = String::new();
             let mut unreachable_since: Option<Instant> = None;
             loop {
@@ -344,9 +344,9 @@ impl<'a, B: Backend> Reconciler<'a, B> {
                     Err(e) => return Ending::Failed { reason: e.to_string() },
                 };
                 unreachable_since = None;
-                let evidence = analyst.evidence(&state, &instances).await;
-                let control = self.memory.and_then(|m| m.take_control(&plugin.id));
                 let now_ms = self.clock.now_ms();
+                let evidence = analyst.evidence(&state, &instances, now_ms).await;
+                let control = self.memory.and_then(|m| m.take_control(&plugin.id));
                 let input =
                     StepInput { target, instances: &instances, state: &state, now_ms, evidence: &evidence, control };
                 let step = strategy.step(&input);

@@ -28,6 +28,7 @@ struct Config {
     plugin_id: String,
     ready_delay: Duration,
     never_ready: bool,
+    no_metrics: bool,
     error_rate: f64,
     latency: Duration,
     alloc_mb_at_start: usize,
@@ -57,12 +58,14 @@ impl Config {
         let never_ready =
             matches!(std::env::var("NEVER_READY").as_deref().map(str::trim), Ok("1" | "true" | "TRUE" | "yes"));
         let error_rate: f64 = env_or("ERROR_RATE", 0.0);
+        let no_metrics = matches!(std::env::var("NO_METRICS").as_deref().map(str::trim), Ok("1" | "true" | "yes"));
         Config {
             port: env_or("PORT", 8080),
             version: env_str("ECHO_VERSION", "0.0.0"),
             plugin_id: env_str("PLUGIN_ID", "echo"),
             ready_delay: Duration::from_millis(env_or("READY_DELAY_MS", 0)),
             never_ready,
+            no_metrics,
             error_rate: if error_rate.is_finite() { error_rate.clamp(0.0, 1.0) } else { 0.0 },
             latency: Duration::from_millis(env_or("LATENCY_MS", 0)),
             alloc_mb_at_start: env_or::<usize>("ALLOC_MB_AT_START", 0).min(MAX_ALLOC_MB),
@@ -240,6 +243,8 @@ fn handle(state: &State, req: &http::Request) -> (u16, &'static str, String) {
             let body = format!("{{\"status\":\"{status}\",\"version\":{}}}", json_str(&cfg.version));
             (200, JSON, body, "health")
         }
+        // NO_METRICS=1: a plugin that exposes nothing (the router measures it).
+        "/metrics" if cfg.no_metrics => (404, JSON, "{\"error\":\"no metrics here\"}".into(), "invalid"),
         "/metrics" => {
             let body = state.metrics.render(&cfg.plugin_id, &cfg.version, state.ready());
             (200, "text/plain; version=0.0.4; charset=utf-8", body, "metrics")

@@ -334,6 +334,10 @@ pub const BUILTIN_METRICS: [&str; 4] = ["latency", "errorRate", "successRate", "
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Analysis {
+    /// Where evidence comes from; unset: the router's own log for a plugin behind the router
+    /// (no Prometheus configured), else built-in scraping or Prometheus as `builtin` says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<AnalysisSource>,
     #[serde(default = "yes")]
     pub builtin: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -349,7 +353,37 @@ pub struct Analysis {
 
 impl Default for Analysis {
     fn default() -> Self {
-        Analysis { builtin: true, interval: None, min_samples: None, metrics: BTreeMap::new(), prometheus: None }
+        Analysis {
+            source: None,
+            builtin: true,
+            interval: None,
+            min_samples: None,
+            metrics: BTreeMap::new(),
+            prometheus: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AnalysisSource {
+    /// plugsync scrapes each instance's metrics endpoint.
+    Builtin,
+    /// Queries against `prometheus.url`.
+    Prometheus,
+    /// The fleet router's per-request log: nothing needed from the plugin.
+    Router,
+}
+
+impl Analysis {
+    /// The source evidence comes from, for a plugin behind the router (`routed`) or not.
+    pub fn effective_source(&self, routed: bool) -> AnalysisSource {
+        match (self.source, routed, &self.prometheus) {
+            (Some(source), _, _) => source,
+            (None, true, None) => AnalysisSource::Router,
+            (None, _, Some(_)) if !self.builtin => AnalysisSource::Prometheus,
+            _ => AnalysisSource::Builtin,
+        }
     }
 }
 
