@@ -9,6 +9,9 @@
 //!   moves from canary back to stable as the weight rises;
 //! - zero failed requests from a keep-alive client through the whole rollout;
 //! - a replica killed is replaced on the next pass; the router leaves with the last plugin;
+//! - clients on the fleet network resolving the alias through Docker's DNS: a router replica
+//!   killed under load costs at most the requests already sent to it, and plugsync replaces
+//!   it; a reconfiguration that replaces both replicas (a second plugin routed) fails none;
 //! - a plugin exposing no metrics at all (`NO_METRICS=1`) gets verdicts from the router's own
 //!   log: a canary answering 10 % errors is rolled back within one evaluation period, a
 //!   healthy one is promoted.
@@ -329,4 +332,59 @@ async fn the_router_judges_a_plugin_that_exposes_no_metrics() {
     };
     assert_eq!(versions("bad").await, vec![V1.to_string(); 2], "bad is back on V1");
     assert_eq!(versions("good").await, vec![V2.to_string(); 2], "good is on V2");
+}
+
+/// A DNS-resolving client on the fleet network (fresh connection per request, every 20 ms)
+/// while a router replica is killed, healed, and both replicas are replaced start-first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn router_replicas_die_and_are_replaced_under_load() {
+    let (docker, fleet, backend, story) = routed_fleet("rtrk").await;
+    let web = PluginDef::new("web", V1).replicas(2);
+    fleet.plugin(&web);
+    assert_eq!(reconcile(&fleet, &backend, &story).await, vec![Ending::Converged], "{}", story.text());
+    let client = plugsync_test_support::progressive::start_client(&docker, &fleet, "web").await;
+    let before = replicas(&docker, &fleet).await;
+    assert_eq!(before.len(), 2, "{before:?}");
+    let stats = client.stats(&docker).await;
+    assert_eq!(stats.ips.len(), 2, "the alias resolves to both replicas: {stats:?}");
+
+    // Kill one replica: requests already on their way to it fail; the DNS drops it.
+    docker.kill_container(&before[0].0, None).await.expect("kill a router replica");
+    let killed = Instant::now();
+    let mut after_kill = client.stats(&docker).await;
+    while after_kill.ok < stats.ok + 50 && killed.elapsed() < Duration::from_secs(20) {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        after_kill = client.stats(&docker).await;
+    }
+    eprintln!("MEASURED 50 answers by the surviving replica {:?} after the kill", killed.elapsed());
+    reconcile(&fleet, &backend, &story).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let healed = client.stats(&docker).await;
+    assert_eq!(replicas(&docker, &fleet).await.len(), 2, "{}", story.text());
+    eprintln!(
+        "MEASURED one router replica killed under load: {} of {} requests failed ({:?}); {} more answered after the heal",
+        after_kill.fail - stats.fail,
+        after_kill.ok + after_kill.fail - stats.ok - stats.fail,
+        after_kill.failures.iter().skip(stats.failures.len()).collect::<Vec<_>>(),
+        healed.ok - after_kill.ok,
+    );
+    assert!(after_kill.ok > stats.ok + 50, "the other replica kept serving: {stats:?} → {after_kill:?}");
+    assert_eq!(healed.ips.len(), 2, "the alias resolves to two replicas again: {healed:?}");
+
+    // A second routed plugin: both replicas are replaced (new aliases), start-first.
+    fleet.plugin(&PluginDef::new("other", V1));
+    let t = Instant::now();
+    reconcile(&fleet, &backend, &story).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let reconfigured = client.stats(&docker).await;
+    let now = replicas(&docker, &fleet).await;
+    assert_eq!(now.len(), 2, "{now:?}");
+    assert!(now.iter().all(|(id, _, aliases)| aliases.contains(&"other".to_string()) && !before.iter().any(|b| &b.0 == id)));
+    eprintln!(
+        "MEASURED router replicas replaced in {:?} under load: {} requests answered, {} failed",
+        t.elapsed(),
+        reconfigured.ok - healed.ok,
+        reconfigured.fail - healed.fail
+    );
+    assert_eq!(reconfigured.fail, healed.fail, "requests failed while the replicas were replaced: {:?}", reconfigured.failures);
 }

@@ -27,6 +27,8 @@ pub const ROUTER_LABEL: &str = "plugsync.router";
 const ALIASES_LABEL: &str = "plugsync.router.aliases";
 /// How long a new replica may take to answer its health check.
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long a replica out of DNS keeps its address for clients that resolved it just before.
+const DNS_DRAIN: Duration = Duration::from_millis(1500);
 /// How long a replica being replaced keeps serving what it already accepted.
 const SOFT_STOP: Duration = Duration::from_secs(5);
 
@@ -116,10 +118,8 @@ impl HaproxyRouter {
         let mut synced = Synced::default();
         let replicas = self.replicas(fleet).await?;
         if wanted.is_empty() {
-            for replica in &replicas {
-                self.stop(replica).await;
-                synced.removed += 1;
-            }
+            futures_util::future::join_all(replicas.iter().map(|r| self.stop(r))).await;
+            synced.removed += replicas.len() as u32;
             *self.applied.lock().await = None;
             return Ok(synced);
         }
@@ -158,15 +158,11 @@ impl HaproxyRouter {
             synced.created += 1;
         }
         // Replaced replicas go only once their successors answer (start-first).
-        for replica in &stale {
-            self.stop(replica).await;
-            synced.replaced += 1;
-        }
         let surplus = current.len().saturating_sub(self.replicas as usize);
-        for replica in current.iter().take(surplus) {
-            self.stop(replica).await;
-            synced.removed += 1;
-        }
+        let leaving = stale.iter().chain(current.iter().take(surplus));
+        futures_util::future::join_all(leaving.map(|r| self.stop(r))).await;
+        synced.replaced += stale.len() as u32;
+        synced.removed += surplus as u32;
         synced.created = synced.created.saturating_sub(synced.replaced);
         synced.running = (current.len() - surplus + missing) as u32;
         *applied = Some(wanted);
@@ -371,13 +367,24 @@ impl HaproxyRouter {
         }
     }
 
-    /// Takes a replica out of DNS, lets it finish what it accepted (soft stop) and removes it.
+    /// Takes a replica out of DNS but keeps its address for a drain (clients that resolved
+    /// the alias a moment ago still reach it), then lets it finish what it accepted (soft
+    /// stop) and removes it.
     async fn stop(&self, replica: &Replica) {
-        use bollard::models::NetworkDisconnectRequest;
-        let disconnect = NetworkDisconnectRequest { container: replica.id.clone(), force: Some(false) };
+        use bollard::models::{EndpointIpamConfig, NetworkConnectRequest, NetworkDisconnectRequest};
         if replica.running {
-            // Clients that resolved it a moment ago still reach it while it drains.
-            let _ = self.docker.disconnect_network(&self.network, disconnect).await;
+            let disconnect = NetworkDisconnectRequest { container: replica.id.clone(), force: Some(true) };
+            if self.docker.disconnect_network(&self.network, disconnect).await.is_ok() {
+                let endpoint = EndpointSettings {
+                    ipam_config: replica
+                        .address
+                        .map(|ip| EndpointIpamConfig { ipv4_address: Some(ip.to_string()), ..Default::default() }),
+                    ..Default::default()
+                };
+                let connect = NetworkConnectRequest { container: replica.id.clone(), endpoint_config: Some(endpoint) };
+                let _ = self.docker.connect_network(&self.network, connect).await;
+                tokio::time::sleep(DNS_DRAIN).await;
+            }
             let _ = self.signal(&replica.id, "SIGUSR1").await;
             let deadline = Instant::now() + SOFT_STOP;
             while Instant::now() < deadline {
