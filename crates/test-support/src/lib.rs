@@ -10,6 +10,7 @@
 //! - [`analysis`]: echo plugins on the default bridge for the analysis sources.
 //! - [`fixtures`]: fixture fleets and the plugsync binary for the validate tests.
 //! - [`router`]: a router container (HAProxy) and its runtime API.
+//! - [`routed`]: fleets behind plugsync's managed router, requests and load through it.
 //! - [`servers`]: Prometheus and Alertmanager processes.
 
 pub mod analysis;
@@ -18,6 +19,7 @@ pub mod docker;
 pub mod fixtures;
 pub mod k8s;
 pub mod progressive;
+pub mod routed;
 pub mod router;
 pub mod servers;
 
