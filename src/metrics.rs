@@ -64,6 +64,13 @@ pub struct Metrics {
     consecutive_failures: Gauge,
     retry_backoff: Gauge<f64, AtomicU64>,
     alerts_sent: Family<AlertLabels, Counter>,
+    router_replicas: Gauge,
+    router_changes: Family<RouterLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouterLabels {
+    kind: String,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -146,6 +153,19 @@ impl Metrics {
         );
         let alerts_sent = Family::<AlertLabels, Counter>::default();
         registry.register("plugsync_alerts_sent", "Alert notifications by channel and result", alerts_sent.clone());
+        let router_replicas = Gauge::default();
+        registry.register(
+            "plugsync_router_replicas",
+            "Router replicas running after the last pass (traffic.router: haproxy)",
+            router_replicas.clone(),
+        );
+        let router_changes = Family::<RouterLabels, Counter>::default();
+        registry.register(
+            "plugsync_router_changes",
+            "Changes to the router by kind (created|replaced|removed: replicas; reloaded: configuration \
+             reloads; runtime: runtime API updates without a reload)",
+            router_changes.clone(),
+        );
 
         // Pre-create the result series so `rate()` sees a zero before the first failure.
         for ok in [true, false] {
@@ -167,6 +187,24 @@ impl Metrics {
             consecutive_failures,
             retry_backoff,
             alerts_sent,
+            router_replicas,
+            router_changes,
+        }
+    }
+
+    /// What a pass did to the router.
+    pub fn router(&self, synced: &crate::backend::router::Synced) {
+        self.router_replicas.set(i64::from(synced.running));
+        for (kind, n) in [
+            ("created", synced.created),
+            ("replaced", synced.replaced),
+            ("removed", synced.removed),
+            ("reloaded", synced.reloaded),
+            ("runtime", synced.runtime_updates),
+        ] {
+            if n > 0 {
+                self.router_changes.get_or_create(&RouterLabels { kind: kind.into() }).inc_by(u64::from(n));
+            }
         }
     }
 

@@ -23,6 +23,8 @@ use plugsync_test_support::progressive::canary;
 use plugsync_test_support::routed::*;
 
 use plugsync::backend::Backend;
+use plugsync::plan::router::RouterAction;
+use plugsync::plan::DesiredHealth;
 use plugsync::reconcile::Ending;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -41,6 +43,9 @@ async fn a_canary_behind_the_router_gets_exact_sticky_weights_without_failed_req
     fleet.plugin(&web);
     fleet.write("plugins/ids/plugin.yaml", &sticky(&ids));
     let backend = fleet.backend().await;
+    let router_action = |plan: plugsync::plan::Plan| plan.router.map(|r| r.action);
+    let plan = fleet.plan(&backend, DesiredHealth::Complete).await;
+    assert_eq!(router_action(plan.clone()), Some(RouterAction::Create), "{}", plugsync::plan::render::text(&plan));
     assert_eq!(reconcile(&fleet, &backend, &story).await, vec![Ending::Converged; 2], "{}", story.text());
 
     // The router appeared with the first routed plugin: two replicas holding its alias.
@@ -117,8 +122,11 @@ async fn a_canary_behind_the_router_gets_exact_sticky_weights_without_failed_req
     let instances = backend.observe(&fleet.name, Some("web")).await.expect("observe").instances;
     assert_eq!(instances.len(), 3, "three V2 instances remain: {instances:?}");
 
-    // A replica killed is replaced on the next pass (drift of the router healed).
+    // A replica killed is replaced on the next pass (drift of the router healed), as planned.
+    assert_eq!(router_action(fleet.plan(&backend, DesiredHealth::Complete).await), None);
     docker.kill_container(&routers[1].0, None).await.expect("kill a router replica");
+    let plan = fleet.plan(&backend, DesiredHealth::Complete).await;
+    assert_eq!(router_action(plan.clone()), Some(RouterAction::Heal), "{}", plugsync::plan::render::text(&plan));
     reconcile(&fleet, &backend, &story).await;
     let after = replicas(&docker, &fleet).await;
     assert_eq!(after.len(), 2, "{after:?}\n{}", story.text());

@@ -6,7 +6,9 @@
 #       a local remote (the default for file:// remotes); REPS repetitions each, min/median/max.
 #       "Converged" = `docker ps` shows a container of the new version running, attached to
 #       the fleet network with the plugin's alias, and answering GET / with that version
-#       (checked every 50 ms).
+#       (checked every 50 ms). The same with the fleet behind the managed router
+#       (`traffic: {router: haproxy}`, webhook-woken): "converged" = a request through a router
+#       replica (Host: echo) answers with the new version; Direct is start-first there.
 #   (b) cost of a no-change poll and of a one-file change on a generated repo of PLUGINS
 #       plugins, all `suspended: true` so nothing starts on Docker: per-pass time from the
 #       daemon's own histogram (plugsync_reconcile_duration_seconds, one pass per webhook with
@@ -16,6 +18,7 @@
 #        REPS=3 PLUGINS=2000 benches/daemon/run.sh
 #        PLUGSYNC_BIN=/path/to/plugsync benches/daemon/run.sh   (skip the release build)
 #        PARTS=big PLUGINS=2000 benches/daemon/run.sh             (only (b); PARTS=latency: only (a))
+#        PARTS=latency MODES="webhook router" benches/daemon/run.sh   (DNS against the router)
 #
 # Needs: a Docker engine, git, curl, openssl, jq. The remote is a bare repository on local
 # disk (file://); everything is created under a temp dir and removed on exit, and only Docker
@@ -67,7 +70,7 @@ stop_daemon() {
 
 remove_fleet() { # fleet network
   local ids
-  ids=$(docker ps -aq --filter "label=plugsync.fleet=$1")
+  ids=$(docker ps -aq --filter "label=plugsync.fleet=$1"; docker ps -aq --filter "label=plugsync.router=$1")
   [[ -z "$ids" ]] || docker rm -f $ids >/dev/null 2>&1 || true
   docker network rm "$2" >/dev/null 2>&1 || true
 }
@@ -137,6 +140,16 @@ serving() { # fleet plugin version network
   curl -s -m 1 "http://$ip:8080/" 2>/dev/null | grep -q "\"version\":\"$3\""
 }
 
+# Whether a request through the fleet's router (its first replica) answers with version.
+routed() { # fleet plugin version network
+  local id ip
+  id=$(docker ps -q --filter "label=plugsync.router=$1" | head -1)
+  [[ -n "$id" ]] || return 1
+  ip=$(docker inspect -f "{{with index .NetworkSettings.Networks \"$4\"}}{{.IPAddress}}{{end}}" "$id" 2>/dev/null) || return 1
+  [[ -n "$ip" ]] || return 1
+  curl -s -m 1 -H "Host: $2" "http://$ip:8080/" 2>/dev/null | grep -q "\"version\":\"$3\""
+}
+
 manifest() { # id version
   cat <<EOF
 id: $1
@@ -160,12 +173,16 @@ row() { ROWS+=("$(printf '| %-62s | %3s | %9s | %9s | %9s |' "$@")"); }
 # ------------------------------------------------------------------------------------------
 # (a) push → converged latency
 
-latency() { # mode: webhook | poll | watch
-  local mode=$1 dir="$WORK/lat-$1" fleet="psb-$1-$RUN" port cache log
+latency() { # mode: webhook | poll | watch | router
+  local mode=$1 dir="$WORK/lat-$1" fleet="psb-$1-$RUN" port cache log check=serving
   FLEETS+=("$fleet")
   mkdir -p "$dir"
   new_repo "$dir"
   printf 'fleet: %s\nenvironment: Development\nbackend:\n  type: docker\n  network: %s\n' "$fleet" "$fleet" >"$dir/work/plugsync.yaml"
+  if [[ $mode == router ]]; then
+    printf 'traffic:\n  router: haproxy\n  image: plugsync/router:haproxy-local\n' >>"$dir/work/plugsync.yaml"
+    check=routed
+  fi
   mkdir -p "$dir/work/plugins/echo"
   manifest echo 1.0.0 >"$dir/work/plugins/echo/plugin.yaml"
   git_ -C "$dir/work" add -A && git_ -C "$dir/work" commit -qm "echo 1.0.0" && git_ -C "$dir/work" push -q origin main
@@ -173,12 +190,12 @@ latency() { # mode: webhook | poll | watch
   cache="$dir/cache"
   log="$dir/daemon.log"
   case $mode in
-    webhook) start_daemon "file://$dir/remote.git" "$port" "$cache" "$log" 1h --no-watch ;;
+    webhook | router) start_daemon "file://$dir/remote.git" "$port" "$cache" "$log" 1h --no-watch ;;
     poll) start_daemon "file://$dir/remote.git" "$port" "$cache" "$log" 1s --no-watch ;;
     watch) start_daemon "file://$dir/remote.git" "$port" "$cache" "$log" 1h ;;
   esac
   local t=$SECONDS
-  until serving "$fleet" echo 1.0.0 "$fleet"; do
+  until "$check" "$fleet" echo 1.0.0 "$fleet"; do
     ((SECONDS - t < 60)) || { echo "initial converge timed out; log:" >&2; tail -20 "$log" >&2; exit 1; }
     sleep 0.05
   done
@@ -191,12 +208,12 @@ latency() { # mode: webhook | poll | watch
     sleep "0.$((RANDOM % 10))"                          # decorrelate from the poll timer
     t0=$(now)
     git_ -C "$dir/work" push -q origin main
-    if [[ $mode == webhook ]]; then
+    if [[ $mode == webhook || $mode == router ]]; then
       code=$(webhook "$port" "$sha")
       [[ $code == 202 ]] || { echo "webhook answered $code" >&2; exit 1; }
     fi
     t=$SECONDS
-    until serving "$fleet" echo "$v" "$fleet"; do
+    until "$check" "$fleet" echo "$v" "$fleet"; do
       ((SECONDS - t < 60)) || { echo "$mode: bump to $v timed out; log:" >&2; tail -20 "$log" >&2; exit 1; }
       sleep 0.05
     done
@@ -215,6 +232,7 @@ latency() { # mode: webhook | poll | watch
     webhook) label="push -> converged, signed webhook (--interval 1h)" ;;
     poll) label="push -> converged, polling --interval 1s" ;;
     watch) label="push -> converged, file watch (default, --interval 1h)" ;;
+    router) label="push -> converged behind the router, signed webhook" ;;
   esac
   row "$label" "$REPS" "$mn ms" "$md ms" "$mx ms"
   NOTES+=("$mode: ${passes%.*} reconcile passes, daemon CPU ${cpu}s over the whole run")
@@ -324,7 +342,7 @@ big() {
 NOTES=()
 echo "binary: $PLUGSYNC_BIN; REPS=$REPS PLUGINS=$PLUGINS" >&2
 if [[ " $PARTS " == *" latency "* ]]; then
-  for mode in webhook poll watch; do
+  for mode in ${MODES:-webhook poll watch router}; do
     echo "(a) $mode …" >&2
     latency "$mode"
   done

@@ -348,6 +348,9 @@ impl Backend for DockerBackend {
             }
         }
         observed.instances.sort_by(|a, b| (&a.plugin, &a.name).cmp(&(&b.plugin, &b.name)));
+        if plugin.is_none() {
+            observed.routers = self.router.observe(fleet).await?;
+        }
         Ok(observed)
     }
 

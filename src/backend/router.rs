@@ -221,6 +221,20 @@ impl HaproxyRouter {
         Ok(lines)
     }
 
+    /// The fleet's router replicas as the plan sees them.
+    pub async fn observe(&self, fleet: &str) -> Result<Vec<crate::plan::observed::RouterReplica>, BackendError> {
+        Ok(self
+            .replicas(fleet)
+            .await?
+            .into_iter()
+            .map(|r| crate::plan::observed::RouterReplica {
+                name: r.name,
+                running: r.running && r.address.is_some(),
+                aliases: r.aliases.split(',').filter(|a| !a.is_empty()).map(str::to_string).collect(),
+            })
+            .collect())
+    }
+
     /// The fleet's router replicas, running or not.
     async fn replicas(&self, fleet: &str) -> Result<Vec<Replica>, BackendError> {
         let filters = HashMap::from([("label".to_string(), vec![format!("{ROUTER_LABEL}={fleet}")])]);

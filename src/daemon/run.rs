@@ -540,6 +540,9 @@ impl Daemon {
         for r in &report.results {
             self.metrics.plugin_change(r.kind.verb(), r.result.label());
         }
+        if let Some(synced) = &report.router {
+            self.metrics.router(synced);
+        }
         if !self.may_apply() {
             tracing::warn!("lost the leader Lease during the pass; the new leader records status");
             return Ok(report);

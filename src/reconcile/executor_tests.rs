@@ -100,7 +100,7 @@ impl Backend for InMemoryBackend {
         }
         let instances = self.instances.lock().map_err(|_| unreachable("poisoned"))?;
         let instances = instances.iter().filter(|i| plugin.is_none_or(|p| i.plugin == p)).cloned().collect();
-        Ok(Observed { instances, unobserved: Default::default() })
+        Ok(Observed { instances, ..Default::default() })
     }
 
     async fn start(&self, request: StartRequest<'_>) -> Result<Instance, BackendError> {

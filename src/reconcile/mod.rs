@@ -34,6 +34,10 @@ pub struct PluginResult {
 pub struct Report {
     pub plan: Plan,
     pub results: Vec<PluginResult>,
+    /// What the pass did to the fleet's router (`None`: it could not be synced, or this
+    /// replica does not lead).
+    #[serde(skip)]
+    pub router: Option<Synced>,
 }
 
 impl Report {
@@ -192,31 +196,36 @@ impl<'a, B: Backend> Reconciler<'a, B> {
 
     /// Applies a plan made earlier (and perhaps trimmed by the caller: windows, holds).
     pub async fn apply_plan(&self, plan: Plan) -> Result<Report, BackendError> {
-        if plan.no_changes() {
-            self.heal_router().await;
-            return Ok(Report { plan, results: Vec::new() });
+        if plan.changes.is_empty() {
+            let router = self.heal_router().await;
+            return Ok(Report { plan, results: Vec::new(), router });
         }
         self.backend.prepare(self.name()).await?;
         let results = self.apply(&plan).await;
-        self.heal_router().await;
-        Ok(Report { plan, results })
+        let router = self.heal_router().await;
+        Ok(Report { plan, results, router })
     }
 
     /// Every pass brings the router to the whole fleet: a replica that died is replaced, one
     /// nobody needs leaves. A failure is logged and retried next pass; plugins still run.
-    async fn heal_router(&self) {
+    async fn heal_router(&self) -> Option<Synced> {
         if self.deposed().is_some() {
-            return;
+            return None;
         }
         match self.sync_routes(None).await {
-            Ok(synced) if synced.created + synced.replaced + synced.removed > 0 => {
-                (self.narrate)(&format!(
-                    "router: {} started, {} replaced, {} removed; {} running",
-                    synced.created, synced.replaced, synced.removed, synced.running
-                ));
+            Ok(synced) => {
+                if synced.created + synced.replaced + synced.removed > 0 {
+                    (self.narrate)(&format!(
+                        "router: {} started, {} replaced, {} removed; {} running",
+                        synced.created, synced.replaced, synced.removed, synced.running
+                    ));
+                }
+                Some(synced)
             }
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "router could not be synced"),
+            Err(e) => {
+                tracing::warn!(error = %e, "router could not be synced");
+                None
+            }
         }
     }
 

@@ -7,6 +7,7 @@ pub mod gates;
 pub mod heal;
 pub mod observed;
 pub mod render;
+pub mod router;
 pub mod spec;
 
 pub use observed::{Instance, Observed, RunState};
@@ -77,6 +78,9 @@ pub struct Plan {
     /// Plugins the engine could not be read for: nothing is changed for them this pass.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub unobserved: Vec<Unobserved>,
+    /// What the pass does to the fleet's router, if anything.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub router: Option<router::RouterChange>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -94,7 +98,7 @@ pub struct Held {
 
 impl Plan {
     pub fn no_changes(&self) -> bool {
-        self.changes.is_empty()
+        self.changes.is_empty() && self.router.is_none()
     }
 
     /// Takes the refused plugins' changes out of the plan (their dependents still run: what
@@ -212,6 +216,7 @@ pub fn plan(fleet: &Fleet, observed: &Observed, desired: DesiredHealth) -> Plan 
         held: Vec::new(),
         unobserved,
         admission: Vec::new(),
+        router: router::change(fleet, &observed.routers),
     }
 }
 

@@ -147,10 +147,22 @@ impl Instance {
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Observed {
     pub instances: Vec<Instance>,
+    /// The fleet's router replicas (Docker with `traffic.router: haproxy`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub routers: Vec<RouterReplica>,
     /// Plugins the engine could not tell about this time (an error other than "no such
     /// object"), with why: nothing is planned, repaired or pruned for them.
     #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub unobserved: std::collections::BTreeMap<String, String>,
+}
+
+/// One router replica as the engine shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct RouterReplica {
+    pub name: String,
+    pub running: bool,
+    /// The aliases it holds on the fleet network (the plugins it routes).
+    pub aliases: Vec<String>,
 }
 
 impl Observed {

@@ -20,7 +20,7 @@ pub fn text(plan: &Plan) -> String {
     } else if plan.no_changes() {
         let _ = writeln!(out, "fleet {}: no change will be made now; {} held", plan.fleet, plan.held.len());
     } else {
-        let _ = writeln!(out, "fleet {}: {} change(s)", plan.fleet, plan.changes.len());
+        let _ = writeln!(out, "fleet {}: {} change(s)", plan.fleet, plan.changes.len() + usize::from(plan.router.is_some()));
         for c in &plan.changes {
             let strategy = if c.kind == ChangeKind::Remove { String::new() } else { format!(" ({})", c.strategy) };
             let _ = writeln!(
@@ -35,6 +35,9 @@ pub fn text(plan: &Plan) -> String {
                 let _ = writeln!(out, "      after {}", c.after.join(", "));
             }
         }
+    }
+    if let Some(r) = &plan.router {
+        let _ = writeln!(out, "  ⇄ {} router: {}", r.action.verb(), r.reason);
     }
     for r in &plan.refused {
         let _ = writeln!(out, "  ✗ refused to remove {}: {}", r.plugins.join(", "), r.reason);
@@ -78,6 +81,9 @@ pub fn markdown(plan: &Plan) -> String {
                 c.reasons.join("; ").replace('|', "\\|")
             );
         }
+    }
+    if let Some(r) = &plan.router {
+        let _ = writeln!(out, "\n**Router**: {} — {}", r.action.verb(), r.reason.replace('|', "\\|"));
     }
     for r in &plan.refused {
         let _ = writeln!(out, "\n> **Refused** to remove {}: {}", r.plugins.join(", "), r.reason);
