@@ -1,5 +1,5 @@
 //! Every strategy behind the managed router under keep-alive load, on the real engine: a
-//! blue-green Instant switch and the switch back, an A/B test started and B promoted, a
+//! blue-green Instant switch and the switch back, a Gradual one (50 % exact at the router), an A/B test started and B promoted, a
 //! Rolling and a Direct update, all at once — and not one request fails. Each plugin has its
 //! own keep-alive client sending through the router (its answers counted: anything but a
 //! 2xx, or no answer, is a failure).
@@ -28,18 +28,20 @@ struct Load {
 async fn no_request_fails_through_any_strategy_behind_the_router() {
     let (docker, fleet, backend, story) = routed_fleet("rtrs").await;
     let bg = PluginDef::new("bg", V1).replicas(2).rollout(&blue_green("1s", "Instant", "3s", "[/health]"));
+    // Gradual: 50 % then 100 %, exact at the router with both sides serving whole.
+    let grad = PluginDef::new("grad", V1).replicas(1).rollout(&blue_green("1s", "Gradual", "3s", "[/health]"));
     // A answers 30 ms slower: B wins on latency and is promoted.
     let ab = PluginDef::new("ab", V1).replicas(2).env("LATENCY_MS", "30").rollout(AB);
     let roll = PluginDef::new("roll", V1).replicas(3).rollout(&rolling(1, "0s", "30s"));
     let recreate = PluginDef::new("recreate", V1).replicas(2).rollout(&direct("30s"));
-    for def in [&bg, &ab, &roll, &recreate] {
+    for def in [&bg, &grad, &ab, &roll, &recreate] {
         fleet.plugin(def);
     }
-    assert_eq!(reconcile(&fleet, &backend, &story).await, vec![Ending::Converged; 4], "{}", story.text());
+    assert_eq!(reconcile(&fleet, &backend, &story).await, vec![Ending::Converged; 5], "{}", story.text());
     let router = replicas(&docker, &fleet).await.first().and_then(|r| r.1).expect("a router replica");
 
     let stop = Arc::new(AtomicBool::new(false));
-    let loads: Vec<Load> = ["bg", "ab", "roll", "recreate"]
+    let loads: Vec<Load> = ["bg", "grad", "ab", "roll", "recreate"]
         .into_iter()
         .map(|plugin| Load { plugin, ok: Arc::default(), failed: Arc::default() })
         .collect();
@@ -48,11 +50,12 @@ async fn no_request_fails_through_any_strategy_behind_the_router() {
     let started = Instant::now();
 
     fleet.plugin(&bg.clone().version(V2));
+    fleet.plugin(&grad.clone().version(V2));
     fleet.plugin(&PluginDef { env: Vec::new(), ..ab.clone().version(V2) });
     fleet.plugin(&roll.clone().version(V2));
     fleet.plugin(&recreate.clone().version(V2));
     let endings = reconcile(&fleet, &backend, &story).await;
-    assert_eq!(endings, vec![Ending::Converged; 4], "{}", story.text());
+    assert_eq!(endings, vec![Ending::Converged; 5], "{}", story.text());
     // The switch back: blue-green to V1 again.
     fleet.plugin(&bg);
     assert_eq!(reconcile(&fleet, &backend, &story).await, vec![Ending::Converged], "{}", story.text());
@@ -87,6 +90,7 @@ async fn no_request_fails_through_any_strategy_behind_the_router() {
         }
     };
     assert_eq!(observed("bg").await, vec![V1.to_string(); 2]);
+    assert_eq!(observed("grad").await, vec![V2.to_string()]);
     assert_eq!(observed("ab").await, vec![V2.to_string(); 2]);
     assert_eq!(observed("roll").await, vec![V2.to_string(); 3]);
     assert_eq!(observed("recreate").await, vec![V2.to_string(); 2]);

@@ -96,8 +96,14 @@ impl BlueGreen {
         let steps = self.switch_steps();
         let index = n.min(steps.len() - 1);
         let weight = steps[index];
+        // Behind the router both sides serve whole and the router splits exactly.
+        let routed = t.spec.routed && weight < 100.0;
+        if routed {
+            let blue = sides.active.first().map_or(Slot::Stable, |i| i.slot);
+            actions.push(super::split(blue, new_slot, weight));
+        }
         // Green grows to the step's share of the replicas (replica-weighted).
-        let green_serving = if weight >= 100.0 {
+        let green_serving = if weight >= 100.0 || routed {
             sides.live.len()
         } else {
             ((f64::from(t.replicas) * weight / 100.0).floor() as usize).clamp(1, sides.live.len())
@@ -120,6 +126,8 @@ impl BlueGreen {
         // the step's weight.
         let blue_serving = if weight >= 100.0 {
             0
+        } else if routed {
+            sides.active.len()
         } else {
             let floor = (green_serving as f64 * (100.0 - weight) / weight).ceil() as usize;
             (t.replicas as usize).saturating_sub(green_serving).max(floor).min(sides.active.len())

@@ -107,7 +107,7 @@ impl SlotStrategy for Canary {
         let weight = steps[state.step];
         let (surge, wanted_canary, achieved) = self.layout(t, &steps, weight);
         if t.spec.routed {
-            actions.push(super::split(Slot::Canary, weight));
+            actions.push(super::split(Slot::Stable, Slot::Canary, weight));
         }
         let Some(prev) = state.previous.clone() else {
             return Step {

@@ -38,11 +38,12 @@ pub enum Action {
     Split { shares: Vec<SlotShare> },
 }
 
-/// The router's split between the main slot and a side slot (canary, variant B).
-pub(crate) fn split(side: Slot, side_percent: f64) -> Action {
+/// The router's split between the slot serving now and the new one (canary, variant B,
+/// green).
+pub(crate) fn split(main: Slot, side: Slot, side_percent: f64) -> Action {
     Action::Split {
         shares: vec![
-            SlotShare { slot: Slot::Stable, percent: 100.0 - side_percent },
+            SlotShare { slot: main, percent: 100.0 - side_percent },
             SlotShare { slot: side, percent: side_percent },
         ],
     }
