@@ -57,7 +57,8 @@ async fn a_canary_behind_the_router_gets_exact_sticky_weights_without_failed_req
     let client = plugsync::tls::http_client();
     assert_eq!(version(&client, router, "web", None).await, V1);
 
-    let (stop, ok, failed) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let (stop, ok, failed) =
+        (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     let loader = load(router, "web", stop.clone(), ok.clone(), failed.clone());
     fleet.plugin(&web.clone().version(V2));
     fleet.write("plugins/ids/plugin.yaml", &sticky(&ids.clone().version(V2)));
@@ -100,7 +101,9 @@ async fn a_canary_behind_the_router_gets_exact_sticky_weights_without_failed_req
             let back: Vec<usize> = previous.iter().filter(|(id, was)| **was && !ids[*id]).map(|(id, _)| *id).collect();
             assert!(back.is_empty(), "ids moved from canary back to stable at {weight} %: {back:?}");
             let sticky_share = ids.values().filter(|c| **c).count() as f64 / 5.0;
-            eprintln!("MEASURED at {weight} %: {share:.2} % of {landed} requests, {sticky_share:.1} % of 500 ids on canary");
+            eprintln!(
+                "MEASURED at {weight} %: {share:.2} % of {landed} requests, {sticky_share:.1} % of 500 ids on canary"
+            );
             measured.push((weight, share));
             previous = ids;
         }
@@ -189,7 +192,10 @@ async fn the_router_judges_a_plugin_that_exposes_no_metrics() {
     assert!(reason.contains("error rate"), "the rollback names the error rate: {reason}");
     let evaluating = story.first("bad [stable]: canary 50 %").expect("bad's canary was evaluated");
     let rolled_back = story.first("bad: rolled back").expect("bad rolled back");
-    eprintln!("MEASURED bad's canary rolled back {:.2} s after its evaluation began (period {period} s)", rolled_back - evaluating);
+    eprintln!(
+        "MEASURED bad's canary rolled back {:.2} s after its evaluation began (period {period} s)",
+        rolled_back - evaluating
+    );
     assert!(rolled_back - evaluating <= period, "rolled back after {:.2} s\n{text}", rolled_back - evaluating);
     assert!(story.first("good [stable]: canary 50 %").is_some() && text.contains("passed"), "{text}");
     assert_eq!(good_failed.load(Ordering::Relaxed), 0, "the healthy plugin failed requests");
@@ -250,12 +256,18 @@ async fn router_replicas_die_and_are_replaced_under_load() {
     let reconfigured = client.stats(&docker).await;
     let now = replicas(&docker, &fleet).await;
     assert_eq!(now.len(), 2, "{now:?}");
-    assert!(now.iter().all(|(id, _, aliases)| aliases.contains(&"other".to_string()) && !before.iter().any(|b| &b.0 == id)));
+    assert!(now
+        .iter()
+        .all(|(id, _, aliases)| aliases.contains(&"other".to_string()) && !before.iter().any(|b| &b.0 == id)));
     eprintln!(
         "MEASURED router replicas replaced in {:?} under load: {} requests answered, {} failed",
         t.elapsed(),
         reconfigured.ok - healed.ok,
         reconfigured.fail - healed.fail
     );
-    assert_eq!(reconfigured.fail, healed.fail, "requests failed while the replicas were replaced: {:?}", reconfigured.failures);
+    assert_eq!(
+        reconfigured.fail, healed.fail,
+        "requests failed while the replicas were replaced: {:?}",
+        reconfigured.failures
+    );
 }

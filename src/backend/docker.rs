@@ -3,11 +3,11 @@
 
 use super::router::{HaproxyRouter, Scope, Synced};
 use super::{Backend, BackendError, StartRequest};
-use crate::traffic::Route;
 use crate::plan::drift::Squatter;
 use crate::plan::observed::labels;
 use crate::plan::observed::Runtime;
 use crate::plan::{Instance, InstanceSpec, Observed, RunState, Slot};
+use crate::traffic::Route;
 use bollard::models::{
     ContainerCreateBody, ContainerInspectResponse, EndpointIpamConfig, EndpointSettings, HostConfig, Ipam, IpamConfig,
     NetworkConnectRequest, NetworkCreateRequest, NetworkDisconnectRequest, NetworkingConfig, RestartPolicy,
@@ -67,7 +67,8 @@ impl DockerBackend {
 
     /// The fleet's router settings (`traffic:`): its image and replica count.
     pub fn with_router(mut self, traffic: &crate::model::routing::FleetTraffic) -> Self {
-        self.router = HaproxyRouter::new(self.docker.clone(), self.network.clone(), traffic.image.clone(), traffic.replicas);
+        self.router =
+            HaproxyRouter::new(self.docker.clone(), self.network.clone(), traffic.image.clone(), traffic.replicas);
         self
     }
 
@@ -263,7 +264,6 @@ fn serving_alias(spec: &InstanceSpec) -> String {
         spec.plugin.clone()
     }
 }
-
 
 fn create_body(request: &StartRequest<'_>, network: &str) -> ContainerCreateBody {
     let spec = request.spec;

@@ -223,16 +223,24 @@ impl HaproxyRouter {
 
     /// The fleet's router replicas as the plan sees them.
     pub async fn observe(&self, fleet: &str) -> Result<Vec<crate::plan::observed::RouterReplica>, BackendError> {
-        Ok(self
-            .replicas(fleet)
-            .await?
-            .into_iter()
-            .map(|r| crate::plan::observed::RouterReplica {
+        let mut out = Vec::new();
+        for r in self.replicas(fleet).await? {
+            // Its weights as it applies them; a replica that cannot answer shows none.
+            let shares = match (r.running, r.address) {
+                (true, Some(address)) => runtime(address, self.ports.api, "show servers state")
+                    .await
+                    .map(|answer| haproxy::shares_from_state(&answer))
+                    .unwrap_or_default(),
+                _ => Default::default(),
+            };
+            out.push(crate::plan::observed::RouterReplica {
                 name: r.name,
                 running: r.running && r.address.is_some(),
                 aliases: r.aliases.split(',').filter(|a| !a.is_empty()).map(str::to_string).collect(),
-            })
-            .collect())
+                shares,
+            });
+        }
+        Ok(out)
     }
 
     /// The fleet's router replicas, running or not.
@@ -271,10 +279,8 @@ impl HaproxyRouter {
             (ROUTER_LABEL.to_string(), fleet.to_string()),
             (ALIASES_LABEL.to_string(), aliases.to_string()),
         ]);
-        let endpoint = EndpointSettings {
-            aliases: Some(routes.iter().map(|r| r.plugin.clone()).collect()),
-            ..Default::default()
-        };
+        let endpoint =
+            EndpointSettings { aliases: Some(routes.iter().map(|r| r.plugin.clone()).collect()), ..Default::default() };
         let body = ContainerCreateBody {
             image: Some(self.image.clone()),
             labels: Some(labels),
@@ -355,7 +361,8 @@ impl HaproxyRouter {
         let deadline = Instant::now() + READY_TIMEOUT;
         let client = crate::tls::http_client();
         loop {
-            let inspect = self.docker.inspect_container(id, None).await.map_err(|e| self.refused("inspect", name, e))?;
+            let inspect =
+                self.docker.inspect_container(id, None).await.map_err(|e| self.refused("inspect", name, e))?;
             let address = inspect
                 .network_settings
                 .and_then(|n| n.networks)
@@ -438,7 +445,8 @@ enum Answer {
 /// sentences; a server already added or already gone is what was asked for.
 fn answer_of(answer: &str) -> Answer {
     let answer = answer.trim();
-    let done = ["New server registered.", "Server deleted.", "Already exists a server with the same name", "No such server"];
+    let done =
+        ["New server registered.", "Server deleted.", "Already exists a server with the same name", "No such server"];
     if answer.is_empty() || done.iter().any(|d| answer.starts_with(d)) {
         Answer::Done
     } else if answer.contains("still") || answer.contains("connections") {

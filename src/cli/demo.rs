@@ -1,6 +1,7 @@
 //! `plugsync demo`: the newcomer's tour on the local Docker engine. Builds the sample image,
 //! puts examples/fleet in a throw-away Git repo, and narrates create → rolling update →
-//! failed update rolled back, then cleans up (unless --keep).
+//! failed update rolled back → a sticky canary behind the managed router with live
+//! per-version counts, then cleans up (unless --keep).
 
 use plugsync::backend::docker::DockerBackend;
 use plugsync::backend::Backend;
@@ -10,14 +11,16 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::Instant;
 
-const FLEET: &str = "demo";
+pub(super) const FLEET: &str = "demo";
 const VERSIONS: [&str; 5] = ["1.0.0", "1.1.0", "1.2.0", "1.3.0", "2.3.0"];
 
 pub async fn run(keep: bool) -> anyhow::Result<ExitCode> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let started = Instant::now();
     say(1, "connecting to the local Docker engine");
-    let backend = DockerBackend::connect(None, format!("plugsync-{FLEET}")).await?;
+    let traffic =
+        plugsync::model::routing::FleetTraffic { image: plugsync::images::ROUTER_IMAGE.into(), ..Default::default() };
+    let backend = DockerBackend::connect(None, format!("plugsync-{FLEET}")).await?.with_router(&traffic);
 
     say(2, "building the sample plugin image (static binary, FROM scratch; nothing is pulled)");
     plugsync::images::ensure_echo_images(backend.docker(), root, &VERSIONS).await?;
@@ -41,7 +44,7 @@ pub async fn run(keep: bool) -> anyhow::Result<ExitCode> {
     if keep {
         println!("\n--keep: the demo fleet keeps running; its Git repo is {}", repo_dir.display());
     } else {
-        say(7, "cleaning up what the demo created");
+        say(9, "cleaning up what the demo created");
         clean_up(&backend).await?;
         let _ = std::fs::remove_dir_all(&repo_dir);
     }
@@ -86,14 +89,15 @@ async fn tour(backend: &DockerBackend, repo: &git2::Repository, dir: &Path) -> a
     anyhow::ensure!(!ok, "the broken version should have been rolled back");
     println!("    → auth still runs 1.2.0 on every instance; the failed revision is reported, nothing was lost");
     show(backend).await?;
+    super::demo_router::tour(backend, repo, dir).await?;
     Ok(())
 }
 
-fn say(step: u32, text: &str) {
+pub(super) fn say(step: u32, text: &str) {
     println!("\n[{step}] {text}");
 }
 
-async fn reconcile(backend: &DockerBackend, dir: &Path) -> anyhow::Result<bool> {
+pub(super) async fn reconcile(backend: &DockerBackend, dir: &Path) -> anyhow::Result<bool> {
     let local = plugsync::source::load_dir(dir, None)?;
     anyhow::ensure!(local.loaded.is_valid(), "the demo fleet does not validate: {:?}", local.loaded.errors().next());
     let narrate = |line: &str| println!("    {line}");
@@ -127,6 +131,8 @@ async fn show(backend: &DockerBackend) -> anyhow::Result<()> {
 }
 
 async fn clean_up(backend: &DockerBackend) -> anyhow::Result<()> {
+    let router = plugsync::backend::router::Scope::Fleet;
+    backend.route(FLEET, Vec::new(), router).await?;
     let observed = backend.observe(FLEET, None).await?;
     for i in &observed.instances {
         backend.retire(FLEET, i).await?;
@@ -136,7 +142,7 @@ async fn clean_up(backend: &DockerBackend) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn edit(path: &Path, replacements: &[(&str, &str)]) -> anyhow::Result<()> {
+pub(super) fn edit(path: &Path, replacements: &[(&str, &str)]) -> anyhow::Result<()> {
     let mut text = std::fs::read_to_string(path)?;
     for (from, to) in replacements {
         anyhow::ensure!(text.contains(from), "{}: expected to find {from:?}", path.display());
@@ -146,7 +152,7 @@ fn edit(path: &Path, replacements: &[(&str, &str)]) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn commit_all(repo: &git2::Repository, message: &str) -> anyhow::Result<()> {
+pub(super) fn commit_all(repo: &git2::Repository, message: &str) -> anyhow::Result<()> {
     let mut index = repo.index()?;
     index.add_all(["*"], git2::IndexAddOption::DEFAULT, None)?;
     index.write()?;

@@ -4,4 +4,5 @@ pub mod admission;
 pub mod apply;
 pub mod daemon;
 pub mod demo;
+pub mod demo_router;
 pub mod validate;

@@ -7,11 +7,11 @@ mod memory;
 pub use memory::RolloutMemory;
 
 use crate::backend::probe;
+use crate::backend::router::{Scope, Synced};
 use crate::backend::{Backend, BackendError, SecretValues, StartRequest};
 use crate::model::{Fleet, Plugin, SecretSource};
 use crate::plan::drift::{self, Finding};
 use crate::plan::{self, Change, ChangeKind, DesiredHealth, Instance, Plan, Slot, SlotTarget};
-use crate::backend::router::{Scope, Synced};
 use crate::strategy::{self, Action, Outcome, StepInput};
 use crate::traffic::{SlotShare, Splits};
 use futures_util::stream::{FuturesUnordered, StreamExt};

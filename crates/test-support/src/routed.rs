@@ -40,7 +40,8 @@ pub async fn servers(router: IpAddr, plugin: &str) -> Option<Vec<(bool, f64, boo
     let mut lines = text.lines();
     let header: Vec<&str> = lines.next()?.trim_start_matches("# ").split(',').collect();
     let col = |name: &str| header.iter().position(|h| *h == name);
-    let (px, sv, weight, status, total) = (col("pxname")?, col("svname")?, col("weight")?, col("status")?, col("stot")?);
+    let (px, sv, weight, status, total) =
+        (col("pxname")?, col("svname")?, col("weight")?, col("status")?, col("stot")?);
     let mut out = Vec::new();
     for line in lines {
         let f: Vec<&str> = line.split(',').collect();
@@ -146,4 +147,3 @@ pub async fn reconcile(fleet: &TestFleet, backend: &DockerBackend, story: &Story
         .expect("reconcile");
     report.results.into_iter().map(|r| r.result).collect()
 }
-

@@ -157,12 +157,16 @@ pub struct Observed {
 }
 
 /// One router replica as the engine shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
 pub struct RouterReplica {
     pub name: String,
     pub running: bool,
     /// The aliases it holds on the fleet network (the plugins it routes).
     pub aliases: Vec<String>,
+    /// Per plugin, each slot's share of its traffic (percent) as the replica's weights give
+    /// it now; empty when the replica could not be asked.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub shares: std::collections::BTreeMap<String, Vec<(Slot, f64)>>,
 }
 
 impl Observed {

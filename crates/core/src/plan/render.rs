@@ -20,7 +20,12 @@ pub fn text(plan: &Plan) -> String {
     } else if plan.no_changes() {
         let _ = writeln!(out, "fleet {}: no change will be made now; {} held", plan.fleet, plan.held.len());
     } else {
-        let _ = writeln!(out, "fleet {}: {} change(s)", plan.fleet, plan.changes.len() + usize::from(plan.router.is_some()));
+        let _ = writeln!(
+            out,
+            "fleet {}: {} change(s)",
+            plan.fleet,
+            plan.changes.len() + usize::from(plan.router.is_some())
+        );
         for c in &plan.changes {
             let strategy = if c.kind == ChangeKind::Remove { String::new() } else { format!(" ({})", c.strategy) };
             let _ = writeln!(

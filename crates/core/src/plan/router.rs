@@ -2,6 +2,7 @@
 //! remove) and why, from the routed plugins Git wants and the replicas the engine shows. Pure.
 
 use super::observed::RouterReplica;
+use super::Slot;
 use crate::model::Fleet;
 use serde::Serialize;
 
@@ -14,6 +15,9 @@ pub enum RouterAction {
     Replace,
     /// Replicas died or are too many: brought back to the wanted count.
     Heal,
+    /// A weight Git declares (a versioned folder's `canary_weight`) differs from the
+    /// router's: set at runtime, nothing restarts.
+    Reweigh,
     /// No plugin is routed any more.
     Remove,
 }
@@ -24,6 +28,7 @@ impl RouterAction {
             RouterAction::Create => "create",
             RouterAction::Replace => "replace",
             RouterAction::Heal => "heal",
+            RouterAction::Reweigh => "reweigh",
             RouterAction::Remove => "remove",
         }
     }
@@ -72,6 +77,22 @@ pub fn change(fleet: &Fleet, replicas: &[RouterReplica]) -> Option<RouterChange>
             format!("{} of {wanted} replica(s) running, {} stopped", running.len(), replicas.len() - running.len()),
         );
     }
+    let reweighed: Vec<String> = fleet
+        .plugins
+        .values()
+        .filter(|p| p.routing.is_routed() && !p.manifest.suspended)
+        .filter_map(|p| {
+            let canary = p.canary.as_ref()?;
+            let now = running.first()?.shares.get(&p.id)?;
+            let share = now.iter().find(|(slot, _)| *slot == Slot::Canary).map_or(0.0, |(_, s)| *s);
+            // Rounding to router weights moves a share by well under a point.
+            ((share - canary.weight).abs() > 1.0)
+                .then(|| format!("{}: canary {share:.0} % → {} %", p.id, canary.weight))
+        })
+        .collect();
+    if !reweighed.is_empty() {
+        return change(RouterAction::Reweigh, reweighed.join("; "));
+    }
     None
 }
 
@@ -94,7 +115,12 @@ mod tests {
     }
 
     fn replica(running: bool, aliases: &[&str]) -> RouterReplica {
-        RouterReplica { name: "r".into(), running, aliases: aliases.iter().map(|a| a.to_string()).collect() }
+        RouterReplica {
+            name: "r".into(),
+            running,
+            aliases: aliases.iter().map(|a| a.to_string()).collect(),
+            shares: Default::default(),
+        }
     }
 
     #[test]
@@ -110,11 +136,55 @@ mod tests {
             (fleet(&[], &["crm"]), vec![replica(true, &["crm"])], Some(RouterAction::Remove)),
         ];
         for (fleet, replicas, want) in table {
+            let replicas: Vec<RouterReplica> = replicas;
             let got = change(&fleet, &replicas);
             assert_eq!(got.as_ref().map(|c| c.action), want, "{replicas:?}: {got:?}");
             if let Some(c) = got.filter(|c| c.action != RouterAction::Remove) {
                 assert_eq!(c.plugins, vec!["crm".to_string(), "web".to_string()]);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod reweigh_tests {
+    use super::*;
+    use crate::model::files::FileSet;
+
+    /// `notifier` as BotMatrix versioned folders: 1.0.0 at 90, 1.1.0 at `canary`.
+    fn fleet(canary: u32) -> Fleet {
+        let mut files = FileSet::new();
+        files.insert("plugsync.yaml".into(), b"traffic:\n  router: haproxy\n".to_vec());
+        for (version, weight) in [("1.0.0", 100 - canary), ("1.1.0", canary)] {
+            let manifest = format!(
+                "{{\"id\": \"notifier\", \"version\": \"{version}\", \"runtime\": {{\"image\": \"echo:{version}\"}}, \"canary_weight\": {weight}}}"
+            );
+            files.insert(format!("plugins/notifier/v{version}/manifest.json"), manifest.into_bytes());
+        }
+        let loaded = crate::model::load(&files, None);
+        assert!(loaded.is_valid(), "{:?}", loaded.diagnostics);
+        loaded.fleet
+    }
+
+    fn replica(canary_share: f64) -> RouterReplica {
+        RouterReplica {
+            name: "r".into(),
+            running: true,
+            aliases: vec!["notifier".into()],
+            shares: [(
+                "notifier".to_string(),
+                vec![(Slot::Stable, 100.0 - canary_share), (Slot::Canary, canary_share)],
+            )]
+            .into(),
+        }
+    }
+
+    #[test]
+    fn a_declared_weight_the_router_does_not_give_is_a_reweigh() {
+        let at_10 = [replica(9.86), replica(9.86)];
+        assert_eq!(change(&fleet(10), &at_10), None, "rounding is no change");
+        let got = change(&fleet(50), &at_10).expect("a change");
+        assert_eq!(got.action, RouterAction::Reweigh);
+        assert_eq!(got.reason, "notifier: canary 10 % → 50 %");
     }
 }

@@ -63,7 +63,11 @@ impl SlotStrategy for AbTest {
         let wanted = if routed { a.len() as u32 } else { self.config.traffic_split.b_instances(a.len() as u32) };
         let split = &self.config.traffic_split;
         if routed {
-            actions.push(super::split(Slot::Stable, Slot::B, split.b * 100.0 / (split.a + split.b).max(f64::MIN_POSITIVE)));
+            actions.push(super::split(
+                Slot::Stable,
+                Slot::B,
+                split.b * 100.0 / (split.a + split.b).max(f64::MIN_POSITIVE),
+            ));
         }
         let live: Vec<&Instance> = b.iter().copied().filter(|i| i.is_running()).collect();
         actions.extend(b.iter().filter(|i| !i.is_running()).map(|i| Action::Retire { instance: i.id.clone() }));

@@ -94,10 +94,8 @@ impl SlotStrategy for Canary {
                 state.promoted = true;
             } else if state.step == 0 && !canary.is_empty() {
                 let running = canary.iter().filter(|i| i.is_running()).count() as u32;
-                state.step = steps
-                    .iter()
-                    .position(|w| *w >= 100.0 || self.layout(t, &steps, *w).1 >= running)
-                    .unwrap_or(0);
+                state.step =
+                    steps.iter().position(|w| *w >= 100.0 || self.layout(t, &steps, *w).1 >= running).unwrap_or(0);
             }
         }
         let promoting = state.promoted || steps.get(state.step).is_none_or(|w| *w >= 100.0);

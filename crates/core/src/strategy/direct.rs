@@ -38,7 +38,11 @@ impl Direct {
                 serve: false,
             });
             state.batch_started_ms = Some(input.now_ms);
-            return Some(Step { actions, state: state.clone(), outcome: super::progress("starting the new version beside the old") });
+            return Some(Step {
+                actions,
+                state: state.clone(),
+                outcome: super::progress("starting the new version beside the old"),
+            });
         }
         if new.iter().any(|i| !super::is_ready(i)) {
             let since = *state.batch_started_ms.get_or_insert(input.now_ms);
@@ -47,7 +51,11 @@ impl Direct {
                     Some(format!("version {} not ready after {:?}", t.spec.version, self.health_check_timeout));
                 return Some(roll_back(input, state.clone(), self.health_check_timeout));
             }
-            return Some(Step { actions, state: state.clone(), outcome: super::progress("waiting for the new version") });
+            return Some(Step {
+                actions,
+                state: state.clone(),
+                outcome: super::progress("waiting for the new version"),
+            });
         }
         actions.extend(new.iter().filter(|i| !i.serving).map(|i| Action::Serve { instance: i.id.clone() }));
         actions.extend(old.iter().map(|i| Action::Retire { instance: i.id.clone() }));

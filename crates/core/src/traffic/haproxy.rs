@@ -174,3 +174,43 @@ pub fn weight_commands(routes: &[Route]) -> Vec<String> {
         })
         .collect()
 }
+
+/// Each plugin's slot shares (percent) from the runtime API's `show servers state` answer:
+/// server weights summed per slot (the server name's prefix), servers in maintenance left
+/// out. Lines it does not understand are skipped: the answer is outside input.
+pub fn shares_from_state(answer: &str) -> std::collections::BTreeMap<String, Vec<(crate::plan::Slot, f64)>> {
+    use std::collections::BTreeMap;
+    let mut lines = answer.lines().map(str::trim);
+    let header: Vec<&str> = match lines.find(|l| l.starts_with("# be_id")) {
+        Some(h) => h.trim_start_matches("# ").split_whitespace().collect(),
+        None => return BTreeMap::new(),
+    };
+    let col = |name: &str| header.iter().position(|h| *h == name);
+    let (Some(backend), Some(server), Some(admin), Some(weight)) =
+        (col("be_name"), col("srv_name"), col("srv_admin_state"), col("srv_uweight"))
+    else {
+        return BTreeMap::new();
+    };
+    let mut weights: BTreeMap<String, BTreeMap<crate::plan::Slot, f64>> = BTreeMap::new();
+    for line in lines.filter(|l| !l.is_empty() && !l.starts_with('#')) {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let parsed = (|| {
+            let plugin = fields.get(backend)?.strip_prefix("be_")?;
+            let slot = crate::plan::Slot::parse(fields.get(server)?.split_once('-')?.0)?;
+            let maintenance = fields.get(admin)?.parse::<u32>().ok()? & 0x01 != 0;
+            let weight: f64 = fields.get(weight)?.parse().ok()?;
+            Some((plugin.to_string(), slot, if maintenance { 0.0 } else { weight }))
+        })();
+        if let Some((plugin, slot, w)) = parsed {
+            *weights.entry(plugin).or_default().entry(slot).or_default() += w;
+        }
+    }
+    weights
+        .into_iter()
+        .map(|(plugin, slots)| {
+            let total: f64 = slots.values().sum();
+            let shares = slots.into_iter().map(|(slot, w)| (slot, if total > 0.0 { w * 100.0 / total } else { 0.0 }));
+            (plugin, shares.collect())
+        })
+        .collect()
+}

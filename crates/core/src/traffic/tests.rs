@@ -161,6 +161,28 @@ fn servers_come_and_go_at_runtime_and_a_deletion_may_wait() {
     assert!(added < enabled && enabled < maint && maint < deleted && added.is_some(), "{texts:#?}");
     assert!(texts.contains(&"enable health be_crm/canary-102"), "{texts:#?}");
     assert_eq!(texts.iter().filter(|t| t.starts_with("set server be_crm/") && t.contains(" weight ")).count(), 4);
-    assert_eq!(commands.iter().filter(|c| c.may_wait).map(|c| c.text.as_str()).collect::<Vec<_>>(), ["del server be_crm/stable-3"]);
-    assert!(runtime_commands(&new, &new).iter().all(|c| c.text.contains(" weight ")), "nothing but weights when the servers stay");
+    assert_eq!(
+        commands.iter().filter(|c| c.may_wait).map(|c| c.text.as_str()).collect::<Vec<_>>(),
+        ["del server be_crm/stable-3"]
+    );
+    assert!(
+        runtime_commands(&new, &new).iter().all(|c| c.text.contains(" weight ")),
+        "nothing but weights when the servers stay"
+    );
+}
+
+#[test]
+fn shares_are_read_back_from_the_runtime_state() {
+    let answer = "1\n# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_uweight srv_iweight\n\
+                  3 be_crm 1 stable-aaa 10.0.0.1 2 0 256 256\n\
+                  3 be_crm 2 canary-bbb 10.0.0.2 2 0 28 28\n\
+                  3 be_crm 3 stable-ccc 10.0.0.3 2 1 256 256\n\
+                  4 be_web 1 weird 10.0.0.4 2 0 1 1\n\
+                  garbage line\n";
+    let shares = haproxy::shares_from_state(answer);
+    let crm = &shares["crm"];
+    let canary = crm.iter().find(|(s, _)| *s == Slot::Canary).map(|(_, p)| *p).unwrap_or_default();
+    assert!((canary - 28.0 * 100.0 / 284.0).abs() < 1e-9, "the server in maintenance counts for nothing: {crm:?}");
+    assert!(!shares.contains_key("web"), "a server name without a slot is skipped: {shares:?}");
+    assert!(haproxy::shares_from_state("Unknown command").is_empty());
 }
