@@ -3,6 +3,7 @@
 //! failed update rolled back → a sticky canary behind the managed router with live
 //! per-version counts, then cleans up (unless --keep).
 
+use super::demo_router::{self, STICKY};
 use plugsync::backend::docker::DockerBackend;
 use plugsync::backend::Backend;
 use plugsync::plan::{render, DesiredHealth};
@@ -11,7 +12,7 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::Instant;
 
-pub(super) const FLEET: &str = "demo";
+const FLEET: &str = "demo";
 const VERSIONS: [&str; 5] = ["1.0.0", "1.1.0", "1.2.0", "1.3.0", "2.3.0"];
 
 pub async fn run(keep: bool) -> anyhow::Result<ExitCode> {
@@ -89,15 +90,64 @@ async fn tour(backend: &DockerBackend, repo: &git2::Repository, dir: &Path) -> a
     anyhow::ensure!(!ok, "the broken version should have been rolled back");
     println!("    → auth still runs 1.2.0 on every instance; the failed revision is reported, nothing was lost");
     show(backend).await?;
-    super::demo_router::tour(backend, repo, dir).await?;
+    router_tour(backend, repo, dir).await?;
     Ok(())
 }
 
-pub(super) fn say(step: u32, text: &str) {
+/// Steps 7 and 8. `Ok(false)` when this machine has no haproxy to build the router from.
+async fn router_tour(backend: &DockerBackend, repo: &git2::Repository, dir: &Path) -> anyhow::Result<bool> {
+    say(
+        7,
+        "commit: auth back to 1.2.0, and notifier behind the managed router, sticky by X-Correlation-Id \
+         (its 1.1.0 folder says canary_weight 10; moving is a Direct replace, start-first)",
+    );
+    if !Path::new("/usr/sbin/haproxy").exists() {
+        println!("    skipped: the router image is built from Debian's haproxy here (apt install haproxy); in production it is the public haproxy image");
+        return Ok(false);
+    }
+    plugsync::images::build_router_image(backend.docker()).await?;
+    let notifier = dir.join("plugins/notifier");
+    let sticky = format!(
+        "\"traffic\": {{ \"router\": \"haproxy\", \"stickyBy\": \"header:{STICKY}\" }},\n  \
+         \"rollout\": {{ \"strategy\": \"Direct\" }},\n  \"dependsOn\""
+    );
+    edit(&notifier.join("v1.0.0/manifest.json"), &[("\"dependsOn\"", &sticky)])?;
+    edit(
+        &dir.join("plugins/auth/plugin.yaml"),
+        &[
+            ("version: 1.3.0", "version: 1.2.0"),
+            ("echo-plugin:1.3.0", "echo-plugin:1.2.0"),
+            ("ECHO_VERSION: \"1.3.0\"\n  NEVER_READY: \"1\"", "ECHO_VERSION: \"1.2.0\""),
+        ],
+    )?;
+    commit_all(repo, "auth: back to 1.2.0; notifier: behind the router, sticky sessions")?;
+    reconcile(backend, dir).await?;
+    let router = demo_router::router_address(backend, FLEET).await?;
+    let before = demo_router::sample(router, "10 % on 1.1.0").await?;
+
+    say(8, "commit: canary_weight 10 → 50; the router's weights change at runtime, no restart");
+    edit(&notifier.join("v1.0.0/manifest.json"), &[("\"canary_weight\": 90", "\"canary_weight\": 50")])?;
+    edit(&notifier.join("v1.1.0/manifest.json"), &[("\"canary_weight\": 10", "\"canary_weight\": 50")])?;
+    commit_all(repo, "notifier: 1.1.0 at 50 %")?;
+    reconcile(backend, dir).await?;
+    let after = demo_router::sample(router, "50 % on 1.1.0").await?;
+    let forward = before
+        .iter()
+        .filter(|(id, v)| v.as_str() == "1.0.0" && after.get(*id).map(String::as_str) == Some("1.1.0"))
+        .count();
+    let back = before
+        .iter()
+        .filter(|(id, v)| v.as_str() == "1.1.0" && after.get(*id).map(String::as_str) == Some("1.0.0"))
+        .count();
+    println!("    clients moved 1.0.0 → 1.1.0: {forward}; moved back: {back} (sessions only move forward)");
+    Ok(true)
+}
+
+fn say(step: u32, text: &str) {
     println!("\n[{step}] {text}");
 }
 
-pub(super) async fn reconcile(backend: &DockerBackend, dir: &Path) -> anyhow::Result<bool> {
+async fn reconcile(backend: &DockerBackend, dir: &Path) -> anyhow::Result<bool> {
     let local = plugsync::source::load_dir(dir, None)?;
     anyhow::ensure!(local.loaded.is_valid(), "the demo fleet does not validate: {:?}", local.loaded.errors().next());
     let narrate = |line: &str| println!("    {line}");
@@ -142,7 +192,7 @@ async fn clean_up(backend: &DockerBackend) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub(super) fn edit(path: &Path, replacements: &[(&str, &str)]) -> anyhow::Result<()> {
+fn edit(path: &Path, replacements: &[(&str, &str)]) -> anyhow::Result<()> {
     let mut text = std::fs::read_to_string(path)?;
     for (from, to) in replacements {
         anyhow::ensure!(text.contains(from), "{}: expected to find {from:?}", path.display());
@@ -152,7 +202,7 @@ pub(super) fn edit(path: &Path, replacements: &[(&str, &str)]) -> anyhow::Result
     Ok(())
 }
 
-pub(super) fn commit_all(repo: &git2::Repository, message: &str) -> anyhow::Result<()> {
+fn commit_all(repo: &git2::Repository, message: &str) -> anyhow::Result<()> {
     let mut index = repo.index()?;
     index.add_all(["*"], git2::IndexAddOption::DEFAULT, None)?;
     index.write()?;
