@@ -206,3 +206,6 @@ fn default_shares(plugin: &crate::model::Plugin, servers: &[Server]) -> Vec<Slot
     }
     shares
 }
+
+#[cfg(test)]
+mod routes_tests;

@@ -16,6 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 mod ab_test;
 mod blue_green;
 mod canary;
+mod routed;
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 const EPS: f64 = 1e-9;
