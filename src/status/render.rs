@@ -170,6 +170,7 @@ pub fn pass_commits(
         plugins: statuses.iter().map(|(k, v)| (k.clone(), v.state)).collect(),
         errors: record.errors.to_vec(),
         held: record.plan.held.iter().map(|h| format!("{}: {}", h.plugin, h.reason)).collect(),
+        router: router_line(&record.observed.routers),
     };
     let active = fleet.plugins.values().filter(|s| **s == Lifecycle::Active).count();
     let mut message = format!(
@@ -186,6 +187,13 @@ pub fn pass_commits(
     commits
         .push(StatusCommit { message, files: vec![("status/fleet.yaml".into(), Some(to_yaml(&fleet).into_bytes()))] });
     (statuses, commits)
+}
+
+/// The router replicas in one line for a person, `None` when the fleet has none.
+fn router_line(replicas: &[crate::plan::observed::RouterReplica]) -> Option<String> {
+    let first = replicas.first()?;
+    let running = replicas.iter().filter(|r| r.running).count();
+    Some(format!("{running} of {} replicas running, routing {}", replicas.len(), first.aliases.join(", ")))
 }
 
 fn state_word(state: Lifecycle) -> String {

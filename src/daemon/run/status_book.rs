@@ -75,8 +75,9 @@ impl Daemon {
             plugins: self.statuses.iter().map(|(k, v)| (k.clone(), v.state)).collect(),
             errors: errors.to_vec(),
             held: Vec::new(),
+            router: None,
         };
-        let short = crate::model::short_revision(&revision);
+        let short = crate::model::short_revision(revision);
         let first = errors.first().cloned().unwrap_or_default();
         self.pending_status.push(status::StatusCommit {
             message: format!("fleet {fleet}: INVALID revision {short}: {first}"),
