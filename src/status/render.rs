@@ -199,3 +199,24 @@ fn router_line(replicas: &[crate::plan::observed::RouterReplica]) -> Option<Stri
 fn state_word(state: Lifecycle) -> String {
     serde_json::to_value(state).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::router_line;
+    use crate::plan::observed::RouterReplica;
+
+    #[test]
+    fn the_router_in_one_line() {
+        let replica = |running| RouterReplica {
+            name: "r".into(),
+            running,
+            aliases: vec!["crm".into(), "web".into()],
+            shares: Default::default(),
+        };
+        assert_eq!(router_line(&[]), None);
+        assert_eq!(
+            router_line(&[replica(true), replica(false)]).as_deref(),
+            Some("1 of 2 replicas running, routing crm, web")
+        );
+    }
+}
