@@ -235,8 +235,13 @@ async fn router_replicas_die_and_are_replaced_under_load() {
     }
     eprintln!("MEASURED 50 answers by the surviving replica {:?} after the kill", killed.elapsed());
     reconcile(&fleet, &backend, &story).await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let healed = client.stats(&docker).await;
+    // The client may sit out a 3 s connect timeout on the dead address before it resolves again.
+    let healing = Instant::now();
+    let mut healed = client.stats(&docker).await;
+    while healed.ips.len() < 2 && healing.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        healed = client.stats(&docker).await;
+    }
     assert_eq!(replicas(&docker, &fleet).await.len(), 2, "{}", story.text());
     eprintln!(
         "MEASURED one router replica killed under load: {} of {} requests failed ({:?}); {} more answered after the heal",
@@ -245,7 +250,7 @@ async fn router_replicas_die_and_are_replaced_under_load() {
         after_kill.failures.iter().skip(stats.failures.len()).collect::<Vec<_>>(),
         healed.ok - after_kill.ok,
     );
-    assert!(after_kill.ok > stats.ok + 50, "the other replica kept serving: {stats:?} → {after_kill:?}");
+    assert!(after_kill.ok >= stats.ok + 50, "the other replica kept serving: {stats:?} → {after_kill:?}");
     assert_eq!(healed.ips.len(), 2, "the alias resolves to two replicas again: {healed:?}");
 
     // A second routed plugin: both replicas are replaced (new aliases), start-first.

@@ -131,7 +131,8 @@ impl HaproxyRouter {
         let reload = applied.as_ref().is_none_or(|old| needs_reload(old, &wanted));
         let mut pending = self.pending.lock().await;
         let mut commands: Vec<Command> = std::mem::take(&mut *pending);
-        if let (false, Some(old)) = (reload, applied.as_ref()) {
+        // Nothing changed since the last sync (most passes): no command at all.
+        if let (false, Some(old)) = (reload, applied.as_ref().filter(|old| **old != wanted)) {
             commands.extend(haproxy::runtime_commands(old, &wanted));
         }
         for replica in &current {
@@ -279,8 +280,8 @@ impl HaproxyRouter {
             (ROUTER_LABEL.to_string(), fleet.to_string()),
             (ALIASES_LABEL.to_string(), aliases.to_string()),
         ]);
-        let endpoint =
-            EndpointSettings { aliases: Some(routes.iter().map(|r| r.plugin.clone()).collect()), ..Default::default() };
+        // No alias yet: a replica enters DNS only once it answers (see below).
+        let endpoint = EndpointSettings::default();
         let body = ContainerCreateBody {
             image: Some(self.image.clone()),
             labels: Some(labels),
@@ -303,7 +304,9 @@ impl HaproxyRouter {
         let started = async {
             self.upload(&created.id, config).await?;
             self.docker.start_container(&created.id, None).await.map_err(|e| self.refused("start", &name, e))?;
-            self.wait_ready(&created.id, &name).await
+            let address = self.wait_ready(&created.id, &name).await?;
+            let aliases = routes.iter().map(|r| r.plugin.clone()).collect();
+            self.rejoin(&created.id, Some(aliases), Some(address)).await.map_err(|e| self.refused("connect", &name, e))
         };
         if let Err(e) = started.await {
             let remove = RemoveContainerOptions { force: true, ..Default::default() };
@@ -357,7 +360,29 @@ impl HaproxyRouter {
         self.docker.kill_container(id, Some(options)).await.map_err(|e| self.refused("signal router", id, e))
     }
 
-    async fn wait_ready(&self, id: &str, name: &str) -> Result<(), BackendError> {
+    /// Reconnects a replica to the fleet network with `aliases` (none: out of DNS), keeping
+    /// its address: Docker cannot change an endpoint's aliases in place.
+    async fn rejoin(
+        &self,
+        id: &str,
+        aliases: Option<Vec<String>>,
+        address: Option<IpAddr>,
+    ) -> Result<(), bollard::errors::Error> {
+        use bollard::models::{EndpointIpamConfig, NetworkConnectRequest, NetworkDisconnectRequest};
+        let disconnect = NetworkDisconnectRequest { container: id.to_string(), force: Some(true) };
+        self.docker.disconnect_network(&self.network, disconnect).await?;
+        let endpoint = EndpointSettings {
+            aliases,
+            ipam_config: address
+                .map(|ip| EndpointIpamConfig { ipv4_address: Some(ip.to_string()), ..Default::default() }),
+            ..Default::default()
+        };
+        let connect = NetworkConnectRequest { container: id.to_string(), endpoint_config: Some(endpoint) };
+        self.docker.connect_network(&self.network, connect).await
+    }
+
+    /// Waits until a new replica answers its health check; its address on the fleet network.
+    async fn wait_ready(&self, id: &str, name: &str) -> Result<IpAddr, BackendError> {
         let deadline = Instant::now() + READY_TIMEOUT;
         let client = crate::tls::http_client();
         loop {
@@ -369,11 +394,11 @@ impl HaproxyRouter {
                 .and_then(|mut n| n.remove(&self.network))
                 .and_then(|e| e.ip_address)
                 .filter(|ip| !ip.is_empty());
-            if let Some(ip) = address {
+            if let Some(ip) = address.and_then(|ip| ip.parse::<IpAddr>().ok()) {
                 let url = format!("http://{ip}:{}/healthz", self.ports.stats);
                 let answered = client.get(&url).timeout(Duration::from_millis(500)).send().await;
                 if answered.is_ok_and(|r| r.status().is_success()) {
-                    return Ok(());
+                    return Ok(ip);
                 }
             }
             if Instant::now() > deadline {
@@ -392,18 +417,8 @@ impl HaproxyRouter {
     /// the alias a moment ago still reach it), then lets it finish what it accepted (soft
     /// stop) and removes it.
     async fn stop(&self, replica: &Replica) {
-        use bollard::models::{EndpointIpamConfig, NetworkConnectRequest, NetworkDisconnectRequest};
         if replica.running {
-            let disconnect = NetworkDisconnectRequest { container: replica.id.clone(), force: Some(true) };
-            if self.docker.disconnect_network(&self.network, disconnect).await.is_ok() {
-                let endpoint = EndpointSettings {
-                    ipam_config: replica
-                        .address
-                        .map(|ip| EndpointIpamConfig { ipv4_address: Some(ip.to_string()), ..Default::default() }),
-                    ..Default::default()
-                };
-                let connect = NetworkConnectRequest { container: replica.id.clone(), endpoint_config: Some(endpoint) };
-                let _ = self.docker.connect_network(&self.network, connect).await;
+            if self.rejoin(&replica.id, None, replica.address).await.is_ok() {
                 tokio::time::sleep(DNS_DRAIN).await;
             }
             let _ = self.signal(&replica.id, "SIGUSR1").await;
