@@ -26,6 +26,7 @@ fn route(stable: &Echo, canary: &Echo, canary_percent: f64) -> Route {
     Route {
         plugin: "crm".into(),
         port: 8080,
+        base_path: None,
         readiness: "/health/ready".into(),
         sticky: None,
         shares: vec![

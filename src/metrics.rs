@@ -163,7 +163,8 @@ impl Metrics {
         registry.register(
             "plugsync_router_changes",
             "Changes to the router by kind (created|replaced|removed: replicas; reloaded: configuration \
-             reloads; runtime: runtime API updates without a reload)",
+             reloads; runtime: runtime API updates without a reload; gateway_created|gateway_reloaded|\
+             gateway_replaced|gateway_removed: the edge gateway)",
             router_changes.clone(),
         );
 
@@ -205,6 +206,9 @@ impl Metrics {
             if n > 0 {
                 self.router_changes.get_or_create(&RouterLabels { kind: kind.into() }).inc_by(u64::from(n));
             }
+        }
+        if let Some(kind) = synced.gateway.kind() {
+            self.router_changes.get_or_create(&RouterLabels { kind: format!("gateway_{kind}") }).inc();
         }
     }
 

@@ -49,6 +49,7 @@ fn route(echoes: &[(Echo, Slot)], canary_percent: f64, sticky: Option<StickyBy>)
     Route {
         plugin: "crm".into(),
         port: 8080,
+        base_path: None,
         readiness: "/health/ready".into(),
         sticky,
         shares: vec![

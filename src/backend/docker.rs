@@ -1,6 +1,7 @@
 //! The Docker engine backend (bollard). Instances are containers on the fleet's network;
 //! serving instances carry the plugin id as network alias.
 
+use super::gateway::EdgeGateway;
 use super::router::{HaproxyRouter, Scope, Synced};
 use super::{Backend, BackendError, StartRequest};
 use crate::plan::drift::Squatter;
@@ -41,6 +42,8 @@ pub struct DockerBackend {
     endpoint: String,
     network: String,
     router: HaproxyRouter,
+    /// The edge gateway, when the fleet's `traffic.gateway` asks for one.
+    gateway: EdgeGateway,
 }
 
 impl DockerBackend {
@@ -62,13 +65,16 @@ impl DockerBackend {
         let docker = docker.negotiate_version().await.map_err(|e| unreachable(e.to_string()))?;
         docker.ping().await.map_err(|e| unreachable(e.to_string()))?;
         let router = HaproxyRouter::new(docker.clone(), network.clone(), default_router_image(), 2);
-        Ok(DockerBackend { docker, endpoint, network, router })
+        let gateway = EdgeGateway::new(docker.clone(), network.clone(), default_router_image(), 2);
+        Ok(DockerBackend { docker, endpoint, network, router, gateway })
     }
 
-    /// The fleet's router settings (`traffic:`): its image and replica count.
+    /// The fleet's router settings (`traffic:`): its image, replica count and edge gateway.
     pub fn with_router(mut self, traffic: &crate::model::routing::FleetTraffic) -> Self {
         self.router =
             HaproxyRouter::new(self.docker.clone(), self.network.clone(), traffic.image.clone(), traffic.replicas);
+        self.gateway =
+            EdgeGateway::new(self.docker.clone(), self.network.clone(), traffic.image.clone(), traffic.replicas);
         self
     }
 
@@ -350,6 +356,7 @@ impl Backend for DockerBackend {
         observed.instances.sort_by(|a, b| (&a.plugin, &a.name).cmp(&(&b.plugin, &b.name)));
         if plugin.is_none() {
             observed.routers = self.router.observe(fleet).await?;
+            observed.gateways = self.gateway.observe(fleet).await?;
         }
         Ok(observed)
     }
@@ -404,7 +411,17 @@ impl Backend for DockerBackend {
     }
 
     async fn route(&self, fleet: &str, routes: Vec<Route>, scope: Scope<'_>) -> Result<Synced, BackendError> {
-        self.router.sync(fleet, routes, scope).await
+        // A pass over the whole fleet brings the gateway too; a rollout's step never changes
+        // a base path, and the gateway forwards by name, so weights need nothing from it.
+        let gateway = match scope {
+            Scope::Fleet { gateway } => Some((gateway, routes.clone())),
+            Scope::Plugin(_) => None,
+        };
+        let mut synced = self.router.sync(fleet, routes, scope).await?;
+        if let Some((settings, routes)) = gateway {
+            synced.gateway = self.gateway.sync(fleet, settings, &routes).await?;
+        }
+        Ok(synced)
     }
 
     async fn router_log(&self, fleet: &str, since_ms: u64) -> Result<Vec<String>, BackendError> {

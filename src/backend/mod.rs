@@ -3,6 +3,8 @@
 
 pub mod any;
 pub mod docker;
+pub mod gateway;
+mod haproxy_container;
 pub mod kubernetes;
 pub mod probe;
 pub mod router;

@@ -6,36 +6,32 @@
 //! alias set (a plugin routed or not any more) replaces replicas start-first. A replica
 //! that died or was removed is replaced on the next sync (drift healed like any instance).
 
+use super::haproxy_container::HaproxyContainers;
 use super::BackendError;
 use crate::traffic::haproxy::{self, Command, RouterPorts};
 use crate::traffic::{needs_reload, Route};
-use bollard::models::{ContainerCreateBody, EndpointSettings, HostConfig, NetworkingConfig};
-use bollard::query_parameters::{
-    CreateContainerOptions, KillContainerOptions, ListContainersOptions, RemoveContainerOptions,
-    UploadToContainerOptions,
-};
+use bollard::models::{EndpointSettings, HostConfig};
+use bollard::query_parameters::ListContainersOptions;
 use bollard::Docker;
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-const ENGINE: &str = "Docker";
 /// Label carrying the fleet a router replica belongs to.
 pub const ROUTER_LABEL: &str = "plugsync.router";
 /// Label carrying the aliases a replica was connected with (they cannot change in place).
 const ALIASES_LABEL: &str = "plugsync.router.aliases";
-/// How long a new replica may take to answer its health check.
-const READY_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long a replica out of DNS keeps its address for clients that resolved it just before.
 const DNS_DRAIN: Duration = Duration::from_millis(1500);
-/// How long a replica being replaced keeps serving what it already accepted.
-const SOFT_STOP: Duration = Duration::from_secs(5);
 
 /// Which routes a sync brings: all of them, or one plugin's (a rollout's step).
 #[derive(Debug, Clone, Copy)]
 pub enum Scope<'a> {
-    Fleet,
+    /// Every routed plugin, and the fleet's edge gateway as its settings say (none: no gateway).
+    Fleet {
+        gateway: Option<&'a crate::model::routing::Gateway>,
+    },
     Plugin(&'a str),
 }
 
@@ -49,11 +45,14 @@ pub struct Synced {
     pub runtime_updates: u32,
     /// Replicas running after the sync.
     pub running: u32,
+    /// What the edge gateway did, when the fleet has one.
+    pub gateway: super::gateway::GatewaySynced,
 }
 
 impl Synced {
     pub fn changed(&self) -> bool {
         self.created + self.replaced + self.removed + self.reloaded + self.runtime_updates > 0
+            || self.gateway != super::gateway::GatewaySynced::Unchanged
     }
 }
 
@@ -67,11 +66,8 @@ struct Replica {
 }
 
 pub struct HaproxyRouter {
-    docker: Docker,
-    network: String,
-    image: String,
+    engine: HaproxyContainers,
     replicas: u32,
-    ports: RouterPorts,
     /// Routes the running replicas were last given by this process; empty after a restart,
     /// which makes the first sync reload (the replicas' configuration is unknown then).
     applied: tokio::sync::Mutex<Option<Vec<Route>>>,
@@ -83,23 +79,11 @@ pub struct HaproxyRouter {
 impl HaproxyRouter {
     pub fn new(docker: Docker, network: String, image: String, replicas: u32) -> Self {
         HaproxyRouter {
-            docker,
-            network,
-            image,
+            engine: HaproxyContainers { docker, network, image, ports: RouterPorts::default() },
             replicas: replicas.max(1),
-            ports: RouterPorts::default(),
             applied: tokio::sync::Mutex::new(None),
             pending: tokio::sync::Mutex::new(Vec::new()),
             known: tokio::sync::Mutex::new(BTreeMap::new()),
-        }
-    }
-
-    fn refused(&self, action: &'static str, subject: &str, e: bollard::errors::Error) -> BackendError {
-        match e {
-            bollard::errors::Error::DockerResponseServerError { message, .. } => {
-                BackendError::Refused { engine: ENGINE, action, subject: subject.to_string(), detail: message }
-            }
-            other => BackendError::Unreachable { engine: ENGINE, endpoint: "docker".into(), detail: other.to_string() },
         }
     }
 
@@ -108,7 +92,7 @@ impl HaproxyRouter {
     pub async fn sync(&self, fleet: &str, routes: Vec<Route>, scope: Scope<'_>) -> Result<Synced, BackendError> {
         let mut known = self.known.lock().await;
         match scope {
-            Scope::Fleet => *known = routes.into_iter().map(|r| (r.plugin.clone(), r)).collect(),
+            Scope::Fleet { .. } => *known = routes.into_iter().map(|r| (r.plugin.clone(), r)).collect(),
             Scope::Plugin(plugin) => {
                 known.remove(plugin);
                 known.extend(routes.into_iter().map(|r| (r.plugin.clone(), r)));
@@ -124,7 +108,7 @@ impl HaproxyRouter {
             return Ok(synced);
         }
         let aliases = alias_key(&wanted);
-        let config = haproxy::config(&wanted, &self.ports);
+        let config = haproxy::config(&wanted, &self.engine.ports);
         let (current, stale): (Vec<&Replica>, Vec<&Replica>) =
             replicas.iter().partition(|r| r.running && r.address.is_some() && r.aliases == aliases);
         let mut applied = self.applied.lock().await;
@@ -145,8 +129,8 @@ impl HaproxyRouter {
                 if let Some(why) = refused {
                     tracing::warn!(replica = %replica.name, %why, "runtime API refused a change; reloading instead");
                 }
-                self.upload(&replica.id, &config).await?;
-                self.signal(&replica.id, "SIGUSR2").await?;
+                self.engine.upload(&replica.id, &config).await?;
+                self.engine.signal(&replica.id, "SIGUSR2").await?;
                 synced.reloaded += 1;
             } else if !commands.is_empty() {
                 synced.runtime_updates += 1;
@@ -180,7 +164,7 @@ impl HaproxyRouter {
         pending: &mut Vec<Command>,
     ) -> Option<String> {
         for command in commands {
-            let answer = match runtime(address, self.ports.api, &command.text).await {
+            let answer = match runtime(address, self.engine.ports.api, &command.text).await {
                 Ok(answer) => answer,
                 Err(e) => return Some(format!("{}: {e}", command.text)),
             };
@@ -207,7 +191,7 @@ impl HaproxyRouter {
                 since: i32::try_from(since_ms / 1000).unwrap_or(i32::MAX),
                 ..Default::default()
             };
-            let mut stream = self.docker.logs(&replica.id, Some(options));
+            let mut stream = self.engine.docker.logs(&replica.id, Some(options));
             while let Some(chunk) = stream.next().await {
                 // A replica removed meanwhile has nothing more to say.
                 let Ok(chunk) = chunk else { break };
@@ -228,7 +212,7 @@ impl HaproxyRouter {
         for r in self.replicas(fleet).await? {
             // Its weights as it applies them; a replica that cannot answer shows none.
             let shares = match (r.running, r.address) {
-                (true, Some(address)) => runtime(address, self.ports.api, "show servers state")
+                (true, Some(address)) => runtime(address, self.engine.ports.api, "show servers state")
                     .await
                     .map(|answer| haproxy::shares_from_state(&answer))
                     .unwrap_or_default(),
@@ -249,10 +233,11 @@ impl HaproxyRouter {
         let filters = HashMap::from([("label".to_string(), vec![format!("{ROUTER_LABEL}={fleet}")])]);
         let options = ListContainersOptions { all: true, filters: Some(filters), ..Default::default() };
         let listed = self
+            .engine
             .docker
             .list_containers(Some(options))
             .await
-            .map_err(|e| self.refused("list router replicas of fleet", fleet, e))?;
+            .map_err(|e| self.engine.refused("list router replicas of fleet", fleet, e))?;
         Ok(listed
             .into_iter()
             .filter_map(|c| {
@@ -262,7 +247,7 @@ impl HaproxyRouter {
                 let address = c
                     .network_settings
                     .and_then(|n| n.networks)
-                    .and_then(|mut n| n.remove(&self.network))
+                    .and_then(|mut n| n.remove(&self.engine.network))
                     .and_then(|e| e.ip_address)
                     .and_then(|ip| ip.parse().ok());
                 let aliases = c.labels.and_then(|mut l| l.remove(ALIASES_LABEL)).unwrap_or_default();
@@ -271,93 +256,23 @@ impl HaproxyRouter {
             .collect())
     }
 
-    /// Creates a replica holding `aliases`, gives it `config`, starts it and waits until it
-    /// answers its health check.
+    /// Creates a replica holding `aliases`, gives it `config`, starts it and, once it answers
+    /// its health check, lets it join DNS under the routed plugins' names.
     async fn create(&self, fleet: &str, routes: &[Route], config: &str, aliases: &str) -> Result<(), BackendError> {
-        self.ensure_image().await?;
         let name = format!("plugsync-router-{fleet}-{}", super::name_suffix());
         let labels = HashMap::from([
             (ROUTER_LABEL.to_string(), fleet.to_string()),
             (ALIASES_LABEL.to_string(), aliases.to_string()),
         ]);
-        // No alias yet: a replica enters DNS only once it answers (see below).
-        let endpoint = EndpointSettings::default();
-        let body = ContainerCreateBody {
-            image: Some(self.image.clone()),
-            labels: Some(labels),
-            host_config: Some(HostConfig {
-                network_mode: Some(self.network.clone()),
-                restart_policy: Some(bollard::models::RestartPolicy {
-                    name: Some(bollard::models::RestartPolicyNameEnum::UNLESS_STOPPED),
-                    maximum_retry_count: None,
-                }),
-                ..Default::default()
-            }),
-            networking_config: Some(NetworkingConfig {
-                endpoints_config: Some(HashMap::from([(self.network.clone(), endpoint)])),
-            }),
-            ..Default::default()
-        };
-        let options = CreateContainerOptions { name: Some(name.clone()), ..Default::default() };
-        let created =
-            self.docker.create_container(Some(options), body).await.map_err(|e| self.refused("create", &name, e))?;
-        let started = async {
-            self.upload(&created.id, config).await?;
-            self.docker.start_container(&created.id, None).await.map_err(|e| self.refused("start", &name, e))?;
-            let address = self.wait_ready(&created.id, &name).await?;
-            let aliases = routes.iter().map(|r| r.plugin.clone()).collect();
-            self.rejoin(&created.id, Some(aliases), Some(address)).await.map_err(|e| self.refused("connect", &name, e))
-        };
-        if let Err(e) = started.await {
-            let remove = RemoveContainerOptions { force: true, ..Default::default() };
-            let _ = self.docker.remove_container(&created.id, Some(remove)).await;
-            return Err(e);
+        // No alias yet: a replica enters DNS only once it answers.
+        let (id, address) = self.engine.start(&name, labels, (HostConfig::default(), Vec::new()), config).await?;
+        let aliases = routes.iter().map(|r| r.plugin.clone()).collect();
+        if let Err(e) = self.rejoin(&id, Some(aliases), Some(address)).await {
+            self.engine.soft_stop(&id, false).await;
+            return Err(self.engine.refused("connect", &name, e));
         }
         tracing::info!(replica = %name, "router replica started");
         Ok(())
-    }
-
-    async fn ensure_image(&self) -> Result<(), BackendError> {
-        if self.docker.inspect_image(&self.image).await.is_ok() {
-            return Ok(());
-        }
-        if self.image == crate::images::ROUTER_IMAGE {
-            return crate::images::build_router_image(&self.docker).await.map_err(|e| BackendError::Refused {
-                engine: ENGINE,
-                action: "build router image",
-                subject: self.image.clone(),
-                detail: e.to_string(),
-            });
-        }
-        use futures_util::StreamExt;
-        let options = bollard::query_parameters::CreateImageOptions {
-            from_image: Some(self.image.clone()),
-            ..Default::default()
-        };
-        let mut pull = self.docker.create_image(Some(options), None, None);
-        while let Some(step) = pull.next().await {
-            step.map_err(|e| self.refused("pull router image", &self.image, e))?;
-        }
-        Ok(())
-    }
-
-    async fn upload(&self, id: &str, config: &str) -> Result<(), BackendError> {
-        let archive = crate::images::router_config_archive(config).map_err(|e| BackendError::Refused {
-            engine: ENGINE,
-            action: "pack router configuration",
-            subject: id.to_string(),
-            detail: e.to_string(),
-        })?;
-        let options = UploadToContainerOptions { path: "/".into(), ..Default::default() };
-        self.docker
-            .upload_to_container(id, Some(options), bollard::body_full(archive.into()))
-            .await
-            .map_err(|e| self.refused("upload router configuration", id, e))
-    }
-
-    async fn signal(&self, id: &str, signal: &str) -> Result<(), BackendError> {
-        let options = KillContainerOptions { signal: signal.to_string() };
-        self.docker.kill_container(id, Some(options)).await.map_err(|e| self.refused("signal router", id, e))
     }
 
     /// Reconnects a replica to the fleet network with `aliases` (none: out of DNS), keeping
@@ -370,7 +285,7 @@ impl HaproxyRouter {
     ) -> Result<(), bollard::errors::Error> {
         use bollard::models::{EndpointIpamConfig, NetworkConnectRequest, NetworkDisconnectRequest};
         let disconnect = NetworkDisconnectRequest { container: id.to_string(), force: Some(true) };
-        self.docker.disconnect_network(&self.network, disconnect).await?;
+        self.engine.docker.disconnect_network(&self.engine.network, disconnect).await?;
         let endpoint = EndpointSettings {
             aliases,
             ipam_config: address
@@ -378,68 +293,17 @@ impl HaproxyRouter {
             ..Default::default()
         };
         let connect = NetworkConnectRequest { container: id.to_string(), endpoint_config: Some(endpoint) };
-        self.docker.connect_network(&self.network, connect).await
-    }
-
-    /// Waits until a new replica answers its health check; its address on the fleet network.
-    async fn wait_ready(&self, id: &str, name: &str) -> Result<IpAddr, BackendError> {
-        let deadline = Instant::now() + READY_TIMEOUT;
-        let client = crate::tls::http_client();
-        loop {
-            let inspect =
-                self.docker.inspect_container(id, None).await.map_err(|e| self.refused("inspect", name, e))?;
-            let address = inspect
-                .network_settings
-                .and_then(|n| n.networks)
-                .and_then(|mut n| n.remove(&self.network))
-                .and_then(|e| e.ip_address)
-                .filter(|ip| !ip.is_empty());
-            if let Some(ip) = address.and_then(|ip| ip.parse::<IpAddr>().ok()) {
-                let url = format!("http://{ip}:{}/healthz", self.ports.stats);
-                let answered = client.get(&url).timeout(Duration::from_millis(500)).send().await;
-                if answered.is_ok_and(|r| r.status().is_success()) {
-                    return Ok(ip);
-                }
-            }
-            if Instant::now() > deadline {
-                return Err(BackendError::Refused {
-                    engine: ENGINE,
-                    action: "start router",
-                    subject: name.to_string(),
-                    detail: format!("no answer on /healthz after {READY_TIMEOUT:?}"),
-                });
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        self.engine.docker.connect_network(&self.engine.network, connect).await
     }
 
     /// Takes a replica out of DNS but keeps its address for a drain (clients that resolved
     /// the alias a moment ago still reach it), then lets it finish what it accepted (soft
     /// stop) and removes it.
     async fn stop(&self, replica: &Replica) {
-        if replica.running {
-            if self.rejoin(&replica.id, None, replica.address).await.is_ok() {
-                tokio::time::sleep(DNS_DRAIN).await;
-            }
-            let _ = self.signal(&replica.id, "SIGUSR1").await;
-            let deadline = Instant::now() + SOFT_STOP;
-            while Instant::now() < deadline {
-                let running = self
-                    .docker
-                    .inspect_container(&replica.id, None)
-                    .await
-                    .ok()
-                    .and_then(|i| i.state)
-                    .and_then(|s| s.running)
-                    .unwrap_or(false);
-                if !running {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
+        if replica.running && self.rejoin(&replica.id, None, replica.address).await.is_ok() {
+            tokio::time::sleep(DNS_DRAIN).await;
         }
-        let remove = RemoveContainerOptions { force: true, ..Default::default() };
-        let _ = self.docker.remove_container(&replica.id, Some(remove)).await;
+        self.engine.soft_stop(&replica.id, replica.running).await;
         tracing::info!(replica = %replica.name, "router replica removed");
     }
 }

@@ -181,7 +181,7 @@ async fn show(backend: &DockerBackend) -> anyhow::Result<()> {
 }
 
 async fn clean_up(backend: &DockerBackend) -> anyhow::Result<()> {
-    let router = plugsync::backend::router::Scope::Fleet;
+    let router = plugsync::backend::router::Scope::Fleet { gateway: None };
     backend.route(FLEET, Vec::new(), router).await?;
     let observed = backend.observe(FLEET, None).await?;
     for i in &observed.instances {

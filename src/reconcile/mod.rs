@@ -6,6 +6,7 @@ mod memory;
 
 pub use memory::RolloutMemory;
 
+use crate::backend::gateway::GatewaySynced;
 use crate::backend::probe;
 use crate::backend::router::{Scope, Synced};
 use crate::backend::{Backend, BackendError, SecretValues, StartRequest};
@@ -135,7 +136,7 @@ impl<'a, B: Backend> Reconciler<'a, B> {
                 routes.retain(|r| r.plugin == p);
                 Scope::Plugin(p)
             }
-            None => Scope::Fleet,
+            None => Scope::Fleet { gateway: self.fleet.config.traffic.gateway.as_ref() },
         };
         let synced = self.backend.route(self.name(), routes, scope).await?;
         if synced.changed() {
@@ -219,6 +220,9 @@ impl<'a, B: Backend> Reconciler<'a, B> {
                         "router: {} started, {} replaced, {} removed; {} running",
                         synced.created, synced.replaced, synced.removed, synced.running
                     ));
+                }
+                if synced.gateway != GatewaySynced::Unchanged {
+                    (self.narrate)(&format!("gateway: {}", synced.gateway.describe()));
                 }
                 Some(synced)
             }

@@ -170,7 +170,7 @@ pub fn pass_commits(
         plugins: statuses.iter().map(|(k, v)| (k.clone(), v.state)).collect(),
         errors: record.errors.to_vec(),
         held: record.plan.held.iter().map(|h| format!("{}: {}", h.plugin, h.reason)).collect(),
-        router: router_line(&record.observed.routers),
+        router: router_line(&record.observed.routers, &record.observed.gateways),
     };
     let active = fleet.plugins.values().filter(|s| **s == Lifecycle::Active).count();
     let mut message = format!(
@@ -190,10 +190,18 @@ pub fn pass_commits(
 }
 
 /// The router replicas in one line for a person, `None` when the fleet has none.
-fn router_line(replicas: &[crate::plan::observed::RouterReplica]) -> Option<String> {
+fn router_line(
+    replicas: &[crate::plan::observed::RouterReplica],
+    gateways: &[crate::plan::observed::GatewayContainer],
+) -> Option<String> {
     let first = replicas.first()?;
     let running = replicas.iter().filter(|r| r.running).count();
-    Some(format!("{running} of {} replicas running, routing {}", replicas.len(), first.aliases.join(", ")))
+    let mut line = format!("{running} of {} replicas running, routing {}", replicas.len(), first.aliases.join(", "));
+    if let Some(gateway) = gateways.first() {
+        let state = if gateway.running { "publishes" } else { "NOT RUNNING, publishing" };
+        line += &format!("; gateway {state} {}", gateway.published);
+    }
+    Some(line)
 }
 
 fn state_word(state: Lifecycle) -> String {
@@ -203,7 +211,7 @@ fn state_word(state: Lifecycle) -> String {
 #[cfg(test)]
 mod tests {
     use super::router_line;
-    use crate::plan::observed::RouterReplica;
+    use crate::plan::observed::{GatewayContainer, RouterReplica};
 
     #[test]
     fn the_router_in_one_line() {
@@ -213,10 +221,15 @@ mod tests {
             aliases: vec!["crm".into(), "web".into()],
             shares: Default::default(),
         };
-        assert_eq!(router_line(&[]), None);
+        assert_eq!(router_line(&[], &[]), None);
         assert_eq!(
-            router_line(&[replica(true), replica(false)]).as_deref(),
+            router_line(&[replica(true), replica(false)], &[]).as_deref(),
             Some("1 of 2 replicas running, routing crm, web")
+        );
+        let gateway = GatewayContainer { name: "g".into(), running: true, published: "0.0.0.0:8088".into() };
+        assert_eq!(
+            router_line(&[replica(true)], &[gateway]).as_deref(),
+            Some("1 of 1 replicas running, routing crm, web; gateway publishes 0.0.0.0:8088")
         );
     }
 }

@@ -146,7 +146,8 @@ impl Cleanup {
                 Err(e) => notes.push(format!("extra container {id}: {e}")),
             }
         }
-        let routers = list_labelled(&docker, &format!("plugsync.router={fleet}")).await;
+        let mut routers = list_labelled(&docker, &format!("plugsync.router={fleet}")).await;
+        routers.extend(list_labelled(&docker, &format!("plugsync.gateway={fleet}")).await);
         for c in list_fleet_containers(&docker, fleet).await.into_iter().chain(routers) {
             let id = c.id.unwrap_or_default();
             match docker.remove_container(&id, Some(force())).await {

@@ -78,11 +78,35 @@ pub struct FleetTraffic {
     /// Router replicas, each holding every routed plugin's alias, so one can die.
     #[serde(default = "default_router_replicas")]
     pub replicas: u32,
+    /// An edge gateway publishing one port: `api.basePath` → its plugin, through the router.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<Gateway>,
+}
+
+/// The fleet's edge gateway (`traffic.gateway`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Gateway {
+    /// Host port it publishes.
+    pub port: u16,
+    /// Host address the port is published on.
+    #[serde(default = "default_gateway_address")]
+    pub address: std::net::IpAddr,
+}
+
+fn default_gateway_address() -> std::net::IpAddr {
+    std::net::IpAddr::from([0, 0, 0, 0])
 }
 
 impl Default for FleetTraffic {
     fn default() -> Self {
-        FleetTraffic { router: RouterKind::Dns, sticky_by: None, image: default_router_image(), replicas: 2 }
+        FleetTraffic {
+            router: RouterKind::Dns,
+            sticky_by: None,
+            image: default_router_image(),
+            replicas: 2,
+            gateway: None,
+        }
     }
 }
 

@@ -213,9 +213,9 @@ fn expected_for(pointer: &str) -> Option<&'static str> {
         (_, "fleet") => "a fleet name: lowercase letters, digits, '-' and '_'",
         (_, "schedule") => "a cron expression such as \"0 3 * * *\"",
         (_, "image") => "an image reference such as registry/name:1.2.3",
-        ("smokeTests", _) if is_index => "a path starting with /",
+        ("smokeTests", _) if is_index => "a URL path starting with / (no spaces, quotes, # or braces)",
         (_, "basePath" | "healthCheck" | "liveness" | "readiness" | "openapi" | "metrics") => {
-            "a path starting with /"
+            "a URL path starting with / (no spaces, quotes, # or braces)"
         }
         (_, "backend") => "docker, kubernetes, or {type: docker|kubernetes, …}",
         (_, "secretEnv") | ("secretEnv", _) => "{fromEnv: VAR} or {fromFile: PATH}",

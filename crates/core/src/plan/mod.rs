@@ -81,6 +81,9 @@ pub struct Plan {
     /// What the pass does to the fleet's router, if anything.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub router: Option<router::RouterChange>,
+    /// What the pass does to the fleet's edge gateway, if anything.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<router::RouterChange>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -98,7 +101,7 @@ pub struct Held {
 
 impl Plan {
     pub fn no_changes(&self) -> bool {
-        self.changes.is_empty() && self.router.is_none()
+        self.changes.is_empty() && self.router.is_none() && self.gateway.is_none()
     }
 
     /// Takes the refused plugins' changes out of the plan (their dependents still run: what
@@ -217,6 +220,7 @@ pub fn plan(fleet: &Fleet, observed: &Observed, desired: DesiredHealth) -> Plan 
         unobserved,
         admission: Vec::new(),
         router: router::change(fleet, &observed.routers),
+        gateway: router::gateway_change(fleet, &observed.gateways),
     }
 }
 

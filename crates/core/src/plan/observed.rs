@@ -150,10 +150,22 @@ pub struct Observed {
     /// The fleet's router replicas (Docker with `traffic.router: haproxy`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub routers: Vec<RouterReplica>,
+    /// The fleet's edge gateway containers (`traffic.gateway`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub gateways: Vec<GatewayContainer>,
     /// Plugins the engine could not tell about this time (an error other than "no such
     /// object"), with why: nothing is planned, repaired or pruned for them.
     #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub unobserved: std::collections::BTreeMap<String, String>,
+}
+
+/// The edge gateway as the engine shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct GatewayContainer {
+    pub name: String,
+    pub running: bool,
+    /// `address:port` it publishes.
+    pub published: String,
 }
 
 /// One router replica as the engine shows it.

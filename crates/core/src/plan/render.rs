@@ -24,7 +24,7 @@ pub fn text(plan: &Plan) -> String {
             out,
             "fleet {}: {} change(s)",
             plan.fleet,
-            plan.changes.len() + usize::from(plan.router.is_some())
+            plan.changes.len() + usize::from(plan.router.is_some()) + usize::from(plan.gateway.is_some())
         );
         for c in &plan.changes {
             let strategy = if c.kind == ChangeKind::Remove { String::new() } else { format!(" ({})", c.strategy) };
@@ -43,6 +43,9 @@ pub fn text(plan: &Plan) -> String {
     }
     if let Some(r) = &plan.router {
         let _ = writeln!(out, "  ⇄ {} router: {}", r.action.verb(), r.reason);
+    }
+    if let Some(g) = &plan.gateway {
+        let _ = writeln!(out, "  ⇄ {} gateway: {}", g.action.verb(), g.reason);
     }
     for r in &plan.refused {
         let _ = writeln!(out, "  ✗ refused to remove {}: {}", r.plugins.join(", "), r.reason);
@@ -89,6 +92,9 @@ pub fn markdown(plan: &Plan) -> String {
     }
     if let Some(r) = &plan.router {
         let _ = writeln!(out, "\n**Router**: {} — {}", r.action.verb(), r.reason.replace('|', "\\|"));
+    }
+    if let Some(g) = &plan.gateway {
+        let _ = writeln!(out, "\n**Gateway**: {} — {}", g.action.verb(), g.reason.replace('|', "\\|"));
     }
     for r in &plan.refused {
         let _ = writeln!(out, "\n> **Refused** to remove {}: {}", r.plugins.join(", "), r.reason);

@@ -1,7 +1,7 @@
 //! The fleet's router in the plan: what the pass will do to it (create, replace, heal,
 //! remove) and why, from the routed plugins Git wants and the replicas the engine shows. Pure.
 
-use super::observed::RouterReplica;
+use super::observed::{GatewayContainer, RouterReplica};
 use super::Slot;
 use crate::model::Fleet;
 use serde::Serialize;
@@ -94,6 +94,91 @@ pub fn change(fleet: &Fleet, replicas: &[RouterReplica]) -> Option<RouterChange>
         return change(RouterAction::Reweigh, reweighed.join("; "));
     }
     None
+}
+
+/// The change the edge gateway needs, if any: it runs while the fleet asks for one
+/// (`traffic.gateway`) and a routed plugin has a base path, publishing where the fleet says.
+/// A change of base paths reloads it at runtime, like a weight: not a change of the plan.
+pub fn gateway_change(fleet: &Fleet, gateways: &[GatewayContainer]) -> Option<RouterChange> {
+    let settings = fleet.config.traffic.gateway.as_ref();
+    let served: Vec<(&str, &str)> = fleet
+        .plugins
+        .values()
+        .filter(|p| settings.is_some() && p.routing.is_routed() && !p.manifest.suspended)
+        .filter_map(|p| Some((p.manifest.api.base_path.as_deref()?, p.id.as_str())))
+        .collect();
+    let plugins = served.iter().map(|(_, id)| id.to_string()).collect();
+    let change = |action, reason: String| Some(RouterChange { action, plugins, reason });
+    let Some(settings) = settings.filter(|_| !served.is_empty()) else {
+        return match gateways.len() {
+            0 => None,
+            _ => change(RouterAction::Remove, "no routed plugin with a base path: the gateway leaves".into()),
+        };
+    };
+    let published = std::net::SocketAddr::new(settings.address, settings.port).to_string();
+    let paths = served.iter().map(|(base, id)| format!("{base} → {id}")).collect::<Vec<_>>().join(", ");
+    let running: Vec<&GatewayContainer> = gateways.iter().filter(|g| g.running).collect();
+    match (gateways.is_empty(), running.iter().find(|g| g.published == published)) {
+        (true, _) => change(RouterAction::Create, format!("publishing {published}: {paths}")),
+        (false, Some(_)) if running.len() == 1 && gateways.len() == 1 => None,
+        (false, Some(_)) => change(RouterAction::Heal, format!("{} gateway container(s) for one", gateways.len())),
+        (false, None) => match running.first() {
+            Some(other) => change(
+                RouterAction::Replace,
+                format!("published {} → {published} (stop-first: one port cannot be published twice)", other.published),
+            ),
+            None => change(RouterAction::Heal, format!("not running: a new one publishes {published}")),
+        },
+    }
+}
+
+#[cfg(test)]
+mod gateway_tests {
+    use super::*;
+    use crate::model::files::FileSet;
+
+    fn fleet(gateway: bool, bases: &[(&str, Option<&str>)]) -> Fleet {
+        let mut files = FileSet::new();
+        let gw = if gateway { "  gateway: {port: 8088, address: 127.0.0.1}\n" } else { "" };
+        files.insert("plugsync.yaml".into(), format!("traffic:\n  router: haproxy\n{gw}").into_bytes());
+        for (id, base) in bases {
+            let api = base.map(|b| format!("api:\n  basePath: {b}\n")).unwrap_or_default();
+            let manifest = format!("id: {id}\nversion: 1.0.0\nruntime:\n  image: echo:1\n{api}");
+            files.insert(format!("plugins/{id}/plugin.yaml"), manifest.into_bytes());
+        }
+        let loaded = crate::model::load(&files, None);
+        assert!(loaded.is_valid(), "{:?}", loaded.diagnostics);
+        loaded.fleet
+    }
+
+    fn container(running: bool, published: &str) -> GatewayContainer {
+        GatewayContainer { name: "g".into(), running, published: published.into() }
+    }
+
+    #[test]
+    fn the_gateway_follows_the_settings_and_the_base_paths() {
+        let here = "127.0.0.1:8088";
+        let with = [("crm", Some("/api/plugins/crm")), ("web", None)];
+        let table: Vec<(Fleet, Vec<GatewayContainer>, Option<RouterAction>)> = vec![
+            (fleet(true, &with), vec![], Some(RouterAction::Create)),
+            (fleet(true, &with), vec![container(true, here)], None),
+            (fleet(true, &with), vec![container(false, here)], Some(RouterAction::Heal)),
+            (fleet(true, &with), vec![container(true, here), container(true, here)], Some(RouterAction::Heal)),
+            (fleet(true, &with), vec![container(true, "0.0.0.0:8088")], Some(RouterAction::Replace)),
+            (fleet(true, &[("web", None)]), vec![], None),
+            (fleet(true, &[("web", None)]), vec![container(true, here)], Some(RouterAction::Remove)),
+            (fleet(false, &with), vec![container(true, here)], Some(RouterAction::Remove)),
+            (fleet(false, &with), vec![], None),
+        ];
+        for (fleet, containers, want) in table {
+            let got = gateway_change(&fleet, &containers);
+            assert_eq!(got.as_ref().map(|c| c.action), want, "{containers:?}: {got:?}");
+            if let Some(c) = got.filter(|c| c.action == RouterAction::Create) {
+                assert_eq!(c.plugins, vec!["crm".to_string()]);
+                assert_eq!(c.reason, "publishing 127.0.0.1:8088: /api/plugins/crm → crm");
+            }
+        }
+    }
 }
 
 #[cfg(test)]

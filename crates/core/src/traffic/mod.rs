@@ -7,6 +7,7 @@
 //! Weights are exact per slot, whatever the replica counts: each slot's servers together carry
 //! the slot's share of the plugin's traffic.
 
+pub mod gateway;
 pub mod haproxy;
 
 use crate::plan::Slot;
@@ -41,6 +42,8 @@ pub struct Route {
     pub plugin: String,
     /// The port clients call (the plugin's `api.port`).
     pub port: u16,
+    /// Its `api.basePath`: what the edge gateway routes to it.
+    pub base_path: Option<String>,
     /// Readiness path the router checks before sending traffic.
     pub readiness: String,
     pub sticky: Option<StickyBy>,
@@ -171,6 +174,7 @@ pub fn routes(fleet: &crate::model::Fleet, instances: &[crate::plan::Instance], 
             Route {
                 plugin: plugin.id.clone(),
                 port: plugin.manifest.api.port,
+                base_path: plugin.manifest.api.base_path.clone(),
                 readiness: plugin.manifest.api.readiness.clone(),
                 sticky: plugin.routing.sticky().cloned(),
                 shares,

@@ -12,6 +12,7 @@ fn route(stable: u8, canary: u8, canary_percent: f64) -> Route {
     Route {
         plugin: "crm".into(),
         port: 8080,
+        base_path: None,
         readiness: "/health/ready".into(),
         sticky: None,
         shares: vec![
