@@ -71,6 +71,22 @@ enum Command {
         #[command(flatten)]
         admission: cli::admission::AdmissionArgs,
     },
+    /// Write the fleet's catalogue into DIR: index.md/.html (every plugin, the dependency
+    /// graph), plugins/<id>.md/.html (what it is, owners, API, resources, rollout policy in
+    /// words, dependencies both ways, status) and dependencies.dot. Exit 0 written, 1 invalid fleet.
+    Docs {
+        #[arg(default_value = ".")]
+        path: PathBuf,
+        /// Folder to write into; created, and the files it generates are overwritten.
+        #[arg(short, long, value_name = "DIR")]
+        output: PathBuf,
+        /// Show each plugin's status as recorded on this branch (status/<plugin>.yaml) of the
+        /// Git repository holding PATH: its local branch, else origin's.
+        #[arg(long, value_name = "BRANCH")]
+        status_branch: Option<String>,
+        #[arg(long, value_parser = parse_environment)]
+        environment: Option<Environment>,
+    },
     /// Build the sample images and walk through create, rolling update and rollback on the
     /// local Docker engine.
     Demo {
@@ -190,6 +206,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::History { plugin, remote, status_branch } => cli::daemon::history(&remote, &status_branch, &plugin),
         Command::Rollout { action, plugin, server } => {
             runtime()?.block_on(cli::daemon::rollout(&action, &plugin, &server))
+        }
+        Command::Docs { path, output, status_branch, environment } => {
+            cli::docs::run(&path, &output, environment, status_branch.as_deref())
         }
         Command::Demo { keep } => runtime()?.block_on(cli::demo::run(keep)),
         Command::Schema { markdown: true, .. } => {

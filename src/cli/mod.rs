@@ -5,4 +5,5 @@ pub mod apply;
 pub mod daemon;
 pub mod demo;
 pub mod demo_router;
+pub mod docs;
 pub mod validate;
