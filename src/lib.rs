@@ -9,6 +9,7 @@ pub mod alert;
 pub mod analysis;
 pub mod backend;
 pub mod daemon;
+pub mod events;
 pub mod images;
 pub mod metrics;
 pub mod reconcile;

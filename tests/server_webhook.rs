@@ -39,6 +39,8 @@ impl Server {
             }))),
             metrics: Arc::new(Metrics::new()),
             leading: None,
+            events: Default::default(),
+            fleet: Default::default(),
         };
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(serve(listener, state, async {

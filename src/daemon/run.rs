@@ -92,6 +92,9 @@ struct Daemon {
     backend: Option<(String, Arc<AnyBackend>)>,
     metrics: Arc<Metrics>,
     shared_status: Arc<RwLock<serde_json::Value>>,
+    /// The fleet as last loaded, for the dashboard.
+    shared_fleet: crate::server::SharedFleet,
+    events: Arc<crate::events::EventBus>,
     /// Plugins whose failed rollout someone asked to retry.
     retry: Arc<Mutex<Vec<String>>>,
     memory: Arc<RolloutMemory>,
@@ -134,7 +137,9 @@ pub async fn run(
     let metrics = Arc::new(Metrics::new());
     let trigger = Arc::new(Notify::new());
     let (commands_tx, commands) = mpsc::channel::<Command>(16);
-    let memory = Arc::new(RolloutMemory::default());
+    let events = Arc::new(crate::events::EventBus::default());
+    let memory = Arc::new(RolloutMemory::with_events(events.clone()));
+    let shared_fleet = crate::server::SharedFleet::default();
     let retry = Arc::new(Mutex::new(Vec::<String>::new()));
     let mut essential = tasks::Essential::default();
     start::commands(&mut essential, commands, memory.clone(), retry.clone(), trigger.clone());
@@ -155,6 +160,8 @@ pub async fn run(
             status: shared_status.clone(),
             metrics: metrics.clone(),
             leading: leader.as_ref().map(|(flag, _, _)| flag.clone()),
+            events: events.clone(),
+            fleet: shared_fleet.clone(),
         };
         start::server(address, state, &mut essential, &stop_rx).await?;
     }
@@ -169,6 +176,8 @@ pub async fn run(
         backend: None,
         metrics,
         shared_status,
+        shared_fleet,
+        events,
         retry,
         memory,
         pending_status: Vec::new(),
@@ -376,6 +385,7 @@ impl Daemon {
             _ => {
                 let loaded = Arc::new(model::load_cached(&self.files, self.config.environment, &mut self.parse_cache));
                 self.loaded = Some((tip, loaded.clone()));
+                *self.shared_fleet.write().await = Some(loaded.clone());
                 loaded
             }
         };
@@ -504,7 +514,11 @@ impl Daemon {
         gates.admission = crate::model::admission::admit(&self.config.admission, fleet);
         crate::model::admission::locate(&mut gates.admission, &self.files);
         let backend = self.backend(fleet).await?;
-        let narrate = |line: &str| tracing::info!("{line}");
+        let events = self.events.clone();
+        let narrate = move |line: &str| {
+            tracing::info!("{line}");
+            events.log(line);
+        };
         let memory = self.memory.clone();
         let applied = self.applied_now(fleet);
         let mut reconciler =

@@ -148,6 +148,9 @@ impl<'a, B: Backend> Analyst<'a, B> {
             && thresholds.max_latency_p99_ms.is_none()
             && thresholds.min_success_rate.is_none();
         for (slot, m) in metrics {
+            if let Ok(m) = m {
+                self.evidence.metrics.insert(*slot, m.clone());
+            }
             let v = match m {
                 Err(e) => Verdict::Inconclusive { reason: format!("metrics unavailable: {e}") },
                 // Nothing to judge against: the step's time is the only gate.

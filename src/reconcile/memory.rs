@@ -1,10 +1,11 @@
 //! What a rollout remembers between passes of the daemon: its state (a paused canary stays
 //! paused) and the commands people sent while it ran.
 
+use crate::events::{EventBus, RolloutLive};
 use crate::strategy::{Control, RolloutState};
 use crate::traffic::Splits;
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 #[derive(Default)]
 pub struct RolloutMemory {
@@ -13,9 +14,22 @@ pub struct RolloutMemory {
     controls: Mutex<BTreeMap<String, VecDeque<Control>>>,
     /// Rollouts' traffic splits behind the router (a paused canary keeps its weight).
     pub splits: Mutex<Splits>,
+    /// Where rollouts' progress goes for people watching (the daemon's event stream).
+    events: Option<Arc<EventBus>>,
 }
 
 impl RolloutMemory {
+    pub fn with_events(events: Arc<EventBus>) -> Self {
+        RolloutMemory { events: Some(events), ..Default::default() }
+    }
+
+    /// A rollout's progress, for whoever watches.
+    pub fn publish(&self, live: RolloutLive) {
+        if let Some(events) = &self.events {
+            events.rollout(live);
+        }
+    }
+
     /// The remembered state of `plugin`'s rollout towards `hash`, if that is the one running.
     pub fn state(&self, plugin: &str, hash: &str) -> Option<RolloutState> {
         let states = self.states.lock().ok()?;

@@ -10,6 +10,7 @@ use crate::backend::gateway::GatewaySynced;
 use crate::backend::probe;
 use crate::backend::router::{Scope, Synced};
 use crate::backend::{Backend, BackendError, SecretValues, StartRequest};
+use crate::events::{RolloutLive, StepReport};
 use crate::model::{Fleet, Plugin, SecretSource};
 use crate::plan::drift::{self, Finding};
 use crate::plan::{self, Change, ChangeKind, DesiredHealth, Instance, Plan, Slot, SlotTarget};
@@ -381,6 +382,17 @@ impl<'a, B: Backend> Reconciler<'a, B> {
                 state = step.state;
                 if let Some(m) = self.memory {
                     m.remember(&plugin.id, &target.hash, &state);
+                    let shares = self.splits().lock().ok().and_then(|s| s.get(&plugin.id).cloned()).unwrap_or_default();
+                    m.publish(RolloutLive::from_step(&StepReport {
+                        plugin,
+                        slot: target.slot,
+                        target: &target.hash,
+                        state: &state,
+                        evidence: &evidence,
+                        outcome: &step.outcome,
+                        shares,
+                        now_ms,
+                    }));
                 }
                 let finished =
                     matches!(step.outcome, Outcome::Converged | Outcome::RolledBack { .. } | Outcome::Failed { .. });

@@ -4,6 +4,7 @@
 //! when no token is configured. The server never reconciles itself: it wakes the daemon through
 //! [`ServerState::trigger`] and hands commands over [`ServerState::commands`].
 
+pub mod events;
 pub mod webhook;
 
 use crate::metrics::Metrics;
@@ -79,7 +80,14 @@ pub struct ServerState {
     pub metrics: Arc<Metrics>,
     /// With leader election: whether this replica leads (a follower cannot act on commands).
     pub leading: Option<Arc<std::sync::atomic::AtomicBool>>,
+    /// The live event stream (`/api/v1/events`).
+    pub events: Arc<crate::events::EventBus>,
+    /// The fleet as the daemon last loaded it (the dashboard's metadata).
+    pub fleet: SharedFleet,
 }
+
+/// The fleet as the daemon last loaded it; `None` before the first load.
+pub type SharedFleet = Arc<RwLock<Option<Arc<crate::model::Loaded>>>>;
 
 impl std::fmt::Debug for ServerState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -102,6 +110,8 @@ pub fn router(state: ServerState) -> Router {
         .route("/api/v1/status", get(status))
         .route("/api/v1/plugins/{id}", get(plugin))
         .route("/api/v1/plugins/{id}/rollout/{action}", post(rollout))
+        .route("/api/v1/events", get(events::events))
+        .route("/api/v1/reconcile", post(reconcile_now))
         .route("/hooks/git", post(git_hook).layer(DefaultBodyLimit::max(WEBHOOK_BODY_LIMIT)))
         .with_state(state)
 }
@@ -163,26 +173,43 @@ fn unauthorized(message: &str) -> Response {
     resp
 }
 
+/// `Err(401)` unless the request carries the API token (refused when none is configured).
+fn authorize(st: &ServerState, headers: &HeaderMap, what: &str) -> Result<(), Response> {
+    let Some(expected) = st.api_token.as_deref().filter(|t| !t.is_empty()) else {
+        tracing::warn!(what, "command refused: no API token configured");
+        return Err(unauthorized("commands are disabled: no API token configured"));
+    };
+    match bearer(headers) {
+        Some(given) if webhook::constant_time_eq(given.as_bytes(), expected.as_bytes()) => Ok(()),
+        Some(_) => {
+            tracing::warn!(what, "command refused: wrong bearer token");
+            Err(unauthorized("invalid bearer token"))
+        }
+        None => {
+            tracing::warn!(what, "command refused: no bearer token");
+            Err(unauthorized("missing Authorization: Bearer <token>"))
+        }
+    }
+}
+
+/// `POST /api/v1/reconcile`: a pass now (the daemon fetches first), as a webhook would.
+async fn reconcile_now(State(st): State<ServerState>, headers: HeaderMap) -> Response {
+    if let Err(refused) = authorize(&st, &headers, "reconcile now") {
+        return refused;
+    }
+    st.trigger.notify_one();
+    tracing::info!("reconcile requested through the API");
+    (StatusCode::ACCEPTED, Json(json!({ "triggered": true }))).into_response()
+}
+
 async fn rollout(
     State(st): State<ServerState>,
     Path((id, action)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
     // Authenticate before anything else, so unauthenticated callers learn nothing.
-    let Some(expected) = st.api_token.as_deref().filter(|t| !t.is_empty()) else {
-        tracing::warn!(plugin = %id, %action, "rollout command refused: no API token configured");
-        return unauthorized("rollout commands are disabled: no API token configured");
-    };
-    match bearer(&headers) {
-        Some(given) if webhook::constant_time_eq(given.as_bytes(), expected.as_bytes()) => {}
-        Some(_) => {
-            tracing::warn!(plugin = %id, %action, "rollout command refused: wrong bearer token");
-            return unauthorized("invalid bearer token");
-        }
-        None => {
-            tracing::warn!(plugin = %id, %action, "rollout command refused: no bearer token");
-            return unauthorized("missing Authorization: Bearer <token>");
-        }
+    if let Err(refused) = authorize(&st, &headers, &format!("{action} {id}")) {
+        return refused;
     }
     let Some(command) = Command::parse(&action, &id) else {
         return error(

@@ -131,13 +131,16 @@ impl Daemon {
             *counts.entry(format!("{:?}", s.state).to_uppercase()).or_default() += 1;
         }
         self.metrics.set_plugins(&counts.into_iter().collect::<Vec<_>>());
-        *self.shared_status.write().await = serde_json::json!({
+        let document = serde_json::json!({
             "fleet": fleet.config.fleet,
             "revision": revision,
+            "at": now,
             "errors": errors,
             "plugins": statuses,
             "plan": report.plan,
         });
+        *self.shared_status.write().await = document.clone();
+        self.events.status(document);
         self.statuses = statuses;
         self.pending_status.extend(commits);
         if self.pending_status.len() > PENDING_LIMIT {

@@ -20,6 +20,9 @@ pub struct Evidence {
     /// The analysis window these results belong to (`RolloutState::window`).
     pub window: u32,
     pub verdicts: BTreeMap<Slot, Verdict>,
+    /// The metric values each verdict was judged on (for people watching; strategies decide
+    /// from the verdicts).
+    pub metrics: BTreeMap<Slot, crate::analysis::SlotMetrics>,
     /// Smoke tests of `RolloutState::smoke`: `Err` names the failing path and instance.
     pub smoke: Option<Result<(), String>>,
     pub ab: Option<AbResult>,
