@@ -37,7 +37,7 @@ const STICKY: &str = "X-Correlation-Id";
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_canary_behind_the_router_gets_exact_sticky_weights_without_failed_requests() {
     let (docker, fleet, _, story) = routed_fleet("rtr").await;
-    let web = PluginDef::new("web", V1).replicas(3).rollout(&canary("[10, 25, 50, 100]", "12s", true, 0, 0.05));
+    let web = PluginDef::new("web", V1).replicas(3).rollout(&canary("[10, 25, 50, 100]", "20s", true, 0, 0.05));
     let ids = PluginDef { id: "ids".into(), ..web.clone() };
     let sticky = |def: &PluginDef| format!("{}traffic:\n  stickyBy: header:{STICKY}\n", def.yaml());
     fleet.plugin(&web);
@@ -85,6 +85,8 @@ async fn a_canary_behind_the_router_gets_exact_sticky_weights_without_failed_req
                 version(&client, router, "web", None).await;
             }
             let (canary_after, all_after) = served(router, "web").await;
+            // Counters only fall when servers leave: the step ended under the measurement.
+            assert!(all_after >= all_before, "the rollout left {weight} % while it was measured:\n{}", story.text());
             let landed = all_after - all_before;
             assert!(landed >= 2000, "{landed} requests counted at {weight} %");
             let share = (canary_after - canary_before) as f64 * 100.0 / landed as f64;

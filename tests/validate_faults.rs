@@ -273,6 +273,21 @@ const CASES: &[Case] = &[
         },
     },
     Case {
+        name: "a plugin behind the router on the router's runtime API port",
+        edits: &[Write(
+            "plugins/routed/plugin.yaml",
+            "id: routed\nversion: 1.0.0\nruntime:\n  image: registry.example.com/routed:1.0.0\ntraffic:\n  router: haproxy\napi:\n  port: 9999\n",
+        )],
+        expect: Expect {
+            code: "router-port",
+            file: "plugins/routed/plugin.yaml",
+            line: Some(8),
+            field: "api.port",
+            found: &["port 9999 behind the router"],
+            expected: &["other than 9999 and 8404"],
+        },
+    },
+    Case {
         name: "unknown dependsOn target",
         edits: &[Write(
             "plugins/orders/plugin.yaml",

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Daemon benchmarks for `plugsync run` (measured, not asserted).
 #
-#   (a) latency from `git push` to converged for a Direct bump of one plugin, woken by a signed
+#   (a) latency from `git push` to converged for a Direct bump of one plugin (the daemon idle
+#       before each push: the previous version gone, its status written), woken by a signed
 #       webhook sent right after the push, by `--interval 1s` polling, and by the file watch on
 #       a local remote (the default for file:// remotes); REPS repetitions each, min/median/max.
 #       "Converged" = `docker ps` shows a container of the new version running, attached to
@@ -220,6 +221,13 @@ latency() { # mode: webhook | poll | watch | router
     t1=$(now)
     samples+=("$(elapsed_ms "$t0" "$t1")")
     echo "  $mode #$((i + 1)) → $v: ${samples[-1]} ms" >&2
+    # The next push finds the daemon idle: the old instance gone, the status written.
+    t=$SECONDS
+    until [[ $(docker ps -aq --filter "label=plugsync.fleet=$fleet" --filter "label=plugsync.plugin=echo" | wc -l) == 1 ]]; do
+      ((SECONDS - t < 30)) || { echo "$mode: the old instance never left" >&2; exit 1; }
+      sleep 0.1
+    done
+    sleep 0.5
   done
   local passes cpu
   passes=$(metric "$port" plugsync_reconcile_duration_seconds_count)

@@ -29,12 +29,9 @@ const DRAIN: std::time::Duration = std::time::Duration::from_millis(1500);
 /// the router's configuration before, and this covers requests the router sent just before.
 const ROUTED_DRAIN: std::time::Duration = std::time::Duration::from_millis(250);
 
-fn drain_of(instance: &Instance) -> std::time::Duration {
-    if instance.spec.as_ref().is_some_and(|s| s.routed) {
-        ROUTED_DRAIN
-    } else {
-        DRAIN
-    }
+/// Whether an instance sits behind the router (which takes it out of traffic by itself).
+fn is_routed(instance: &Instance) -> bool {
+    instance.spec.as_ref().is_some_and(|s| s.routed)
 }
 
 pub struct DockerBackend {
@@ -441,9 +438,13 @@ impl Backend for DockerBackend {
     }
 
     async fn park(&self, fleet: &str, instance: &Instance) -> Result<(), BackendError> {
-        if instance.serving {
+        if instance.serving && is_routed(instance) {
+            // The router sends it nothing any more: requests in flight finish, then the mark goes.
+            tokio::time::sleep(ROUTED_DRAIN).await;
             self.unserve(fleet, instance).await?;
-            tokio::time::sleep(drain_of(instance)).await;
+        } else if instance.serving {
+            self.unserve(fleet, instance).await?;
+            tokio::time::sleep(DRAIN).await;
         }
         let stop = StopContainerOptions { t: Some(5), ..Default::default() };
         self.docker
@@ -453,12 +454,15 @@ impl Backend for DockerBackend {
     }
 
     async fn retire(&self, _fleet: &str, instance: &Instance) -> Result<(), BackendError> {
-        if instance.serving && instance.is_running() {
+        if instance.serving && instance.is_running() && is_routed(instance) {
+            // The router sends it nothing any more: requests in flight finish.
+            tokio::time::sleep(ROUTED_DRAIN).await;
+        } else if instance.serving && instance.is_running() {
             // Out of DNS first but still reachable at its address, so clients that resolved
             // the alias a moment ago and requests in flight finish; then it stops.
             if self.detach(&instance.id).await.is_ok() {
                 let _ = self.attach(&instance.id, None, instance.address).await;
-                tokio::time::sleep(drain_of(instance)).await;
+                tokio::time::sleep(DRAIN).await;
             }
         }
         let stop = StopContainerOptions { t: Some(5), ..Default::default() };

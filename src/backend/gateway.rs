@@ -12,7 +12,6 @@ use crate::traffic::gateway::{self as pure, LISTEN_PORT};
 use crate::traffic::haproxy::RouterPorts;
 use crate::traffic::Route;
 use bollard::models::{HostConfig, PortBinding};
-use bollard::query_parameters::ListContainersOptions;
 use bollard::Docker;
 use std::collections::HashMap;
 
@@ -165,23 +164,14 @@ impl EdgeGateway {
 
     /// The fleet's gateway containers, running or not.
     async fn containers(&self, fleet: &str) -> Result<Vec<Container>, BackendError> {
-        let filters = HashMap::from([("label".to_string(), vec![format!("{GATEWAY_LABEL}={fleet}")])]);
-        let options = ListContainersOptions { all: true, filters: Some(filters), ..Default::default() };
-        let listed = self
-            .engine
-            .docker
-            .list_containers(Some(options))
-            .await
-            .map_err(|e| self.engine.refused("list gateway of fleet", fleet, e))?;
+        let listed = self.engine.list(format!("{GATEWAY_LABEL}={fleet}"), "list the gateway of fleet").await?;
         Ok(listed
             .into_iter()
-            .filter_map(|c| {
-                Some(Container {
-                    id: c.id?,
-                    name: c.names.and_then(|n| n.into_iter().next()).unwrap_or_default().trim_start_matches('/').into(),
-                    running: c.state.is_some_and(|s| s.to_string() == "running"),
-                    published: c.labels.and_then(|mut l| l.remove(PUBLISHED_LABEL)).unwrap_or_default(),
-                })
+            .map(|mut c| Container {
+                published: c.labels.remove(PUBLISHED_LABEL).unwrap_or_default(),
+                id: c.id,
+                name: c.name,
+                running: c.running,
             })
             .collect())
     }

@@ -6,7 +6,8 @@ use super::BackendError;
 use crate::traffic::haproxy::RouterPorts;
 use bollard::models::{ContainerCreateBody, EndpointSettings, HostConfig, NetworkingConfig};
 use bollard::query_parameters::{
-    CreateContainerOptions, KillContainerOptions, RemoveContainerOptions, UploadToContainerOptions,
+    CreateContainerOptions, KillContainerOptions, ListContainersOptions, RemoveContainerOptions,
+    UploadToContainerOptions,
 };
 use bollard::Docker;
 use std::collections::HashMap;
@@ -26,7 +27,40 @@ pub(super) struct HaproxyContainers {
     pub ports: RouterPorts,
 }
 
+/// One container as a listing shows it.
+pub(super) struct Listed {
+    pub id: String,
+    pub name: String,
+    pub running: bool,
+    pub address: Option<IpAddr>,
+    pub labels: HashMap<String, String>,
+}
+
 impl HaproxyContainers {
+    /// Containers labelled `label`, running or not; `what` names them in an error.
+    pub(super) async fn list(&self, label: String, what: &'static str) -> Result<Vec<Listed>, BackendError> {
+        let filters = HashMap::from([("label".to_string(), vec![label.clone()])]);
+        let options = ListContainersOptions { all: true, filters: Some(filters), ..Default::default() };
+        let listed = self.docker.list_containers(Some(options)).await.map_err(|e| self.refused(what, &label, e))?;
+        Ok(listed
+            .into_iter()
+            .filter_map(|c| {
+                Some(Listed {
+                    id: c.id?,
+                    name: c.names.and_then(|n| n.into_iter().next()).unwrap_or_default().trim_start_matches('/').into(),
+                    running: c.state.is_some_and(|s| s.to_string() == "running"),
+                    address: c
+                        .network_settings
+                        .and_then(|n| n.networks)
+                        .and_then(|mut n| n.remove(&self.network))
+                        .and_then(|e| e.ip_address)
+                        .and_then(|ip| ip.parse().ok()),
+                    labels: c.labels.unwrap_or_default(),
+                })
+            })
+            .collect())
+    }
+
     pub(super) fn refused(&self, action: &'static str, subject: &str, e: bollard::errors::Error) -> BackendError {
         match e {
             bollard::errors::Error::DockerResponseServerError { message, .. } => {

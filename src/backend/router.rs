@@ -11,7 +11,6 @@ use super::BackendError;
 use crate::traffic::haproxy::{self, Command, RouterPorts};
 use crate::traffic::{needs_reload, Route};
 use bollard::models::{EndpointSettings, HostConfig};
-use bollard::query_parameters::ListContainersOptions;
 use bollard::Docker;
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
@@ -230,28 +229,15 @@ impl HaproxyRouter {
 
     /// The fleet's router replicas, running or not.
     async fn replicas(&self, fleet: &str) -> Result<Vec<Replica>, BackendError> {
-        let filters = HashMap::from([("label".to_string(), vec![format!("{ROUTER_LABEL}={fleet}")])]);
-        let options = ListContainersOptions { all: true, filters: Some(filters), ..Default::default() };
-        let listed = self
-            .engine
-            .docker
-            .list_containers(Some(options))
-            .await
-            .map_err(|e| self.engine.refused("list router replicas of fleet", fleet, e))?;
+        let listed = self.engine.list(format!("{ROUTER_LABEL}={fleet}"), "list the router replicas of fleet").await?;
         Ok(listed
             .into_iter()
-            .filter_map(|c| {
-                let id = c.id?;
-                let name = c.names.and_then(|n| n.into_iter().next()).unwrap_or_default();
-                let running = c.state.is_some_and(|s| s.to_string() == "running");
-                let address = c
-                    .network_settings
-                    .and_then(|n| n.networks)
-                    .and_then(|mut n| n.remove(&self.engine.network))
-                    .and_then(|e| e.ip_address)
-                    .and_then(|ip| ip.parse().ok());
-                let aliases = c.labels.and_then(|mut l| l.remove(ALIASES_LABEL)).unwrap_or_default();
-                Some(Replica { id, name: name.trim_start_matches('/').to_string(), running, address, aliases })
+            .map(|mut c| Replica {
+                aliases: c.labels.remove(ALIASES_LABEL).unwrap_or_default(),
+                id: c.id,
+                name: c.name,
+                running: c.running,
+                address: c.address,
             })
             .collect())
     }

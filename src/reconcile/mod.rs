@@ -3,6 +3,7 @@
 
 pub mod analyst;
 mod memory;
+mod routing;
 
 pub use memory::RolloutMemory;
 
@@ -109,43 +110,6 @@ impl<'a, B: Backend> Reconciler<'a, B> {
         self.memory.map_or(&self.own_splits, |m| &m.splits)
     }
 
-    fn set_split(&self, plugin: &str, shares: &[SlotShare]) {
-        if let Ok(mut splits) = self.splits().lock() {
-            if shares.is_empty() {
-                splits.remove(plugin);
-            } else {
-                splits.insert(plugin.to_string(), shares.to_vec());
-            }
-        }
-    }
-
-    /// Brings the router to the routes of the fleet (`None`) or of one plugin, as it runs now.
-    pub async fn sync_routes(&self, plugin: Option<&str>) -> Result<Synced, BackendError> {
-        let routed = |p: &Plugin| p.routing.is_routed() && !p.manifest.suspended;
-        if plugin.and_then(|p| self.fleet.plugins.get(p)).is_some_and(|p| !routed(p)) {
-            return Ok(Synced::default());
-        }
-        let observed = if self.fleet.plugins.values().any(routed) {
-            self.backend.observe(self.name(), plugin).await?
-        } else {
-            crate::plan::Observed::default()
-        };
-        let splits = self.splits().lock().map(|s| s.clone()).unwrap_or_default();
-        let mut routes = crate::traffic::routes(self.fleet, &observed.instances, &splits);
-        let scope = match plugin {
-            Some(p) => {
-                routes.retain(|r| r.plugin == p);
-                Scope::Plugin(p)
-            }
-            None => Scope::Fleet { gateway: self.fleet.config.traffic.gateway.as_ref() },
-        };
-        let synced = self.backend.route(self.name(), routes, scope).await?;
-        if synced.changed() {
-            tracing::info!(?synced, plugin = plugin.unwrap_or("*"), "router synced");
-        }
-        Ok(synced)
-    }
-
     /// Where rollout time comes from (tests pass a clock they move by hand).
     pub fn with_clock(mut self, clock: &'a dyn Clock) -> Self {
         self.clock = clock;
@@ -206,32 +170,6 @@ impl<'a, B: Backend> Reconciler<'a, B> {
         let results = self.apply(&plan).await;
         let router = self.heal_router().await;
         Ok(Report { plan, results, router })
-    }
-
-    /// Every pass brings the router to the whole fleet: a replica that died is replaced, one
-    /// nobody needs leaves. A failure is logged and retried next pass; plugins still run.
-    async fn heal_router(&self) -> Option<Synced> {
-        if self.deposed().is_some() {
-            return None;
-        }
-        match self.sync_routes(None).await {
-            Ok(synced) => {
-                if synced.created + synced.replaced + synced.removed > 0 {
-                    (self.narrate)(&format!(
-                        "router: {} started, {} replaced, {} removed; {} running",
-                        synced.created, synced.replaced, synced.removed, synced.running
-                    ));
-                }
-                if synced.gateway != GatewaySynced::Unchanged {
-                    (self.narrate)(&format!("gateway: {}", synced.gateway.describe()));
-                }
-                Some(synced)
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "router could not be synced");
-                None
-            }
-        }
     }
 
     async fn apply(&self, plan: &Plan) -> Vec<PluginResult> {
@@ -494,42 +432,6 @@ impl<'a, B: Backend> Reconciler<'a, B> {
             findings.retain(|f| f.plugin == p);
         }
         Ok(findings)
-    }
-
-    /// Applies a step's actions. Behind the router, instances leaving traffic are taken out of
-    /// the router's configuration before they stop, and ones joining are put in after.
-    async fn act(
-        &self,
-        plugin: &Plugin,
-        actions: &[Action],
-        instances: &[Instance],
-        secrets: &SecretValues,
-    ) -> Result<(), BackendError> {
-        if !plugin.routing.is_routed() {
-            return self.act_all(actions, instances, secrets).await;
-        }
-        for action in actions {
-            if let Action::Split { shares } = action {
-                self.set_split(&plugin.id, shares);
-            }
-        }
-        let leaving = |id: &String| instances.iter().any(|i| &i.id == id && i.serving);
-        let (now, after): (Vec<Action>, Vec<Action>) = actions.iter().cloned().partition(|a| match a {
-            Action::Retire { instance } | Action::Park { instance } => !leaving(instance),
-            _ => true,
-        });
-        let out_of_traffic: Vec<Action> = after
-            .iter()
-            .filter_map(|a| match a {
-                Action::Retire { instance } | Action::Park { instance } => {
-                    Some(Action::Unserve { instance: instance.clone() })
-                }
-                _ => None,
-            })
-            .collect();
-        self.act_all(&[now, out_of_traffic].concat(), instances, secrets).await?;
-        self.sync_routes(Some(&plugin.id)).await?;
-        self.act_all(&after, instances, secrets).await
     }
 
     async fn act_all(

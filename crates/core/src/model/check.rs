@@ -15,6 +15,7 @@ pub(super) fn fleet(
     policies: &BTreeMap<String, Located<RolloutPolicy>>,
 ) {
     kubernetes_name_collisions(cx);
+    router_ports(cx, fleet);
     schedules(cx, &fleet.config);
     dependencies(cx, fleet);
     unloaded_policy_references(cx, fleet, policies);
@@ -53,6 +54,25 @@ fn schedules(cx: &mut Context, config: &super::FleetConfig) {
             );
         }
     }
+    found.into_iter().for_each(|d| cx.push(d));
+}
+
+/// A plugin behind the router listening on one of the router's own ports: the router could not
+/// hold its name on that port.
+fn router_ports(cx: &mut Context, fleet: &Fleet) {
+    use super::routing::{ROUTER_API_PORT, ROUTER_STATS_PORT};
+    let found: Vec<Diagnostic> = fleet
+        .plugins
+        .values()
+        .filter(|p| p.routing.is_routed() && [ROUTER_API_PORT, ROUTER_STATS_PORT].contains(&p.manifest.api.port))
+        .map(|p| {
+            cx.doc_diag("router-port", &p.source, "/api/port")
+                .found(format!("port {} behind the router (traffic.router: haproxy)", p.manifest.api.port))
+                .expected(format!(
+                    "a port other than {ROUTER_API_PORT} and {ROUTER_STATS_PORT}, which the router uses for its runtime API and /metrics"
+                ))
+        })
+        .collect();
     found.into_iter().for_each(|d| cx.push(d));
 }
 

@@ -63,6 +63,11 @@ impl<'de> Deserialize<'de> for StickyBy {
     }
 }
 
+/// The router's own ports on each replica: its runtime API and its `/metrics` + `/healthz`.
+/// A plugin behind the router cannot listen on them.
+pub const ROUTER_API_PORT: u16 = 9999;
+pub const ROUTER_STATS_PORT: u16 = 8404;
+
 /// The fleet's `traffic:` section.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

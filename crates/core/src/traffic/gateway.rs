@@ -13,7 +13,7 @@
 //! - `Host` becomes the plugin's name, as the router picks the plugin by it when several share
 //!   a port; the caller's stays in `X-Forwarded-Host`.
 
-use super::haproxy::RouterPorts;
+use super::haproxy::{stats_frontend, RouterPorts, SHARED_DEFAULTS};
 use super::Route;
 use std::fmt::Write;
 
@@ -74,16 +74,8 @@ pub fn config(entries: &[Entry], ports: &RouterPorts, router_replicas: u32) -> S
          \x20 hard-stop-after 30s\n\
          \n\
          defaults\n\
-         \x20 mode http\n\
-         \x20 timeout connect 2s\n\
-         \x20 timeout client 60s\n\
-         \x20 timeout server 60s\n\
-         \x20 timeout http-keep-alive 60s\n\
-         \x20 retries 3\n\
-         \x20 option redispatch 1\n\
-         \x20 option idle-close-on-response\n\
+         {SHARED_DEFAULTS}\
          \x20 option forwardfor\n\
-         \x20 retry-on conn-failure empty-response\n\
          \n\
          resolvers docker\n\
          \x20 nameserver dns 127.0.0.11:53\n\
@@ -92,15 +84,12 @@ pub fn config(entries: &[Entry], ports: &RouterPorts, router_replicas: u32) -> S
          \x20 timeout resolve 500ms\n\
          \x20 accepted_payload_size 8192\n\
          \n\
-         frontend stats\n\
-         \x20 bind :{stats}\n\
-         \x20 http-request return status 200 content-type text/plain string ok if {{ path /healthz }}\n\
-         \x20 http-request use-service prometheus-exporter if {{ path /metrics }}\n\
+         {stats}\
          \n\
          frontend edge\n\
          \x20 bind :{LISTEN_PORT}\n\
          \x20 http-request set-header X-Forwarded-Host %[req.hdr(host)]\n",
-        stats = ports.stats,
+        stats = stats_frontend(ports.stats),
     );
     for (index, entry) in entries.iter().enumerate() {
         let condition = if entry.base_path == "/" {

@@ -31,12 +31,36 @@ pub struct RouterPorts {
 
 impl Default for RouterPorts {
     fn default() -> Self {
-        RouterPorts { api: 9999, stats: 8404 }
+        use crate::model::routing::{ROUTER_API_PORT, ROUTER_STATS_PORT};
+        RouterPorts { api: ROUTER_API_PORT, stats: ROUTER_STATS_PORT }
     }
 }
 
 fn backend_name(plugin: &str) -> String {
     format!("be_{plugin}")
+}
+
+/// The `defaults` lines the router and the edge gateway share: HTTP, generous timeouts for
+/// keep-alive clients, and a request that meets a server going away sent to another one.
+pub(super) const SHARED_DEFAULTS: &str = "  mode http\n\
+     \x20 timeout connect 2s\n\
+     \x20 timeout client 60s\n\
+     \x20 timeout server 60s\n\
+     \x20 timeout http-keep-alive 60s\n\
+     \x20 retries 3\n\
+     \x20 option redispatch 1\n\
+     \x20 option idle-close-on-response\n\
+     \x20 retry-on conn-failure empty-response\n";
+
+/// The frontend plugsync itself calls: `/healthz` (readiness) and `/metrics` (Prometheus).
+pub(super) fn stats_frontend(port: u16) -> String {
+    format!(
+        "frontend stats\n\
+         \x20 bind :{port}\n\
+         \x20 http-request return status 200 content-type text/plain string ok if {{ path /healthz }}\n\
+         \x20 http-request use-service prometheus-exporter if {{ path /metrics }}\n\
+         \x20 no log\n"
+    )
 }
 
 /// The whole configuration file.
@@ -52,25 +76,13 @@ pub fn config(routes: &[Route], ports: &RouterPorts) -> String {
          \x20 log stdout format raw local0 info\n\
          \n\
          defaults\n\
-         \x20 mode http\n\
          \x20 log global\n\
-         \x20 timeout connect 2s\n\
-         \x20 timeout client 60s\n\
-         \x20 timeout server 60s\n\
-         \x20 timeout http-keep-alive 60s\n\
-         \x20 retries 3\n\
-         \x20 option redispatch 1\n\
-         \x20 option idle-close-on-response\n\
-         \x20 retry-on conn-failure empty-response\n\
+         {SHARED_DEFAULTS}\
          \x20 default-server check inter 1s fall 2 rise 1\n\
          \n\
-         frontend stats\n\
-         \x20 bind :{stats}\n\
-         \x20 http-request return status 200 content-type text/plain string ok if {{ path /healthz }}\n\
-         \x20 http-request use-service prometheus-exporter if {{ path /metrics }}\n\
-         \x20 no log\n",
+         {stats}",
         api = ports.api,
-        stats = ports.stats,
+        stats = stats_frontend(ports.stats),
     );
     let ports_used: BTreeSet<u16> = routes.iter().map(|r| r.port).collect();
     for port in ports_used {
