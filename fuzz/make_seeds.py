@@ -73,6 +73,7 @@ process_start_time_seconds 1.796e9
 """)
 seed("metrics_text", "prometheus-answer", '{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1796000000,"0.25"]}]}}')
 seed("metrics_text", "router-log", "be_crm stable-1 200 12 11\nbe_crm canary-3f 500 4 3\nbe_crm <NOSRV> 503 0 -1\n[NOTICE] (1) : haproxy version\n")
+seed("metrics_text", "runtime-servers-state", "1\n# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_uweight srv_iweight\n3 be_crm 1 stable-1a2b 172.18.0.4 2 0 256 256\n3 be_crm 2 canary-3c4d 172.18.0.5 2 0 85 85\n")
 
 # docker_labels: a container as `docker inspect` shows it
 inspect = {

@@ -1,4 +1,5 @@
-//! What instances and servers answer: Prometheus text, Prometheus API JSON, router log lines.
+//! What instances and servers answer: Prometheus text, Prometheus API JSON, router log lines,
+//! the router's runtime API answers.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 
@@ -11,4 +12,5 @@ fuzz_target!(|data: &[u8]| {
     let _ = plugsync::analysis::summary(&metrics);
     let _ = plugsync::analysis::prometheus::parse_response(&text);
     let _ = plugsync::analysis::router_log::window(text.lines(), "crm", 10.0);
+    let _ = plugsync::traffic::haproxy::shares_from_state(&text);
 });
