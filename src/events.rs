@@ -249,3 +249,58 @@ impl EventBus {
         self.tx.receiver_count()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn live(plugin: &str, step: usize, at_ms: u64) -> RolloutLive {
+        RolloutLive {
+            plugin: plugin.into(),
+            slot: Slot::Stable,
+            strategy: "Canary".into(),
+            version: "1.1.0".into(),
+            target: "abc".into(),
+            step,
+            steps: vec![10.0, 50.0, 100.0],
+            shares: Vec::new(),
+            phase: Phase::Progressing,
+            note: String::new(),
+            verdicts: BTreeMap::new(),
+            ab: None,
+            started_ms: Some(1),
+            at_ms,
+        }
+    }
+
+    #[test]
+    fn a_subscriber_starts_from_the_whole_picture_and_sees_only_changes() {
+        let bus = EventBus::default();
+        bus.status(serde_json::json!({"revision": "r1"}));
+        bus.rollout(live("crm", 0, 1));
+        let (first, mut receiver) = bus.subscribe();
+        let names: Vec<&str> = first.iter().map(Event::name).collect();
+        assert_eq!(names, ["status", "rollout"]);
+        // The same step again, later: nothing a watcher would see changed.
+        bus.rollout(live("crm", 0, 2));
+        bus.rollout(live("crm", 1, 3));
+        bus.log("crm [stable]: canary 50 %");
+        let mut got = Vec::new();
+        while let Ok(event) = receiver.try_recv() {
+            got.push(event);
+        }
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert!(matches!(&got[0], Event::Rollout(l) if l.step == 1));
+        assert!(matches!(&got[1], Event::Log { line, .. } if line.starts_with("crm")));
+        assert_eq!(bus.rollouts()["crm"].step, 1);
+    }
+
+    #[test]
+    fn events_serialize_with_their_type() {
+        let value = serde_json::to_value(Event::Rollout(live("crm", 1, 3))).unwrap_or_default();
+        assert_eq!(value["type"], "rollout");
+        assert_eq!(value["plugin"], "crm");
+        assert_eq!(value["phase"], "progressing");
+        assert_eq!(value["steps"], serde_json::json!([10.0, 50.0, 100.0]));
+    }
+}

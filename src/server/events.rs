@@ -62,3 +62,24 @@ pub async fn events(
     Sse::new(futures_util::StreamExt::chain(backlog, live))
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_plugin_filter_keeps_its_lines_and_every_status() {
+        let filter = Filter { plugin: Some("crm".into()) };
+        let log = |line: &str| Event::Log { at: String::new(), line: line.into() };
+        for (event, admitted) in [
+            (log("crm: update (image a → b)"), true),
+            (log("crm [canary]: canary 10 %"), true),
+            (log("crmx: update"), false),
+            (log("web: converged"), false),
+            (Event::Status { status: serde_json::Value::Null }, true),
+        ] {
+            assert_eq!(filter.admits(&event), admitted, "{event:?}");
+        }
+        assert!(Filter { plugin: None }.admits(&log("web: converged")));
+    }
+}
