@@ -113,13 +113,32 @@ enum Command {
         status_branch: String,
     },
     /// Ask the running daemon to retry, promote, abort, pause or resume a plugin's rollout
-    /// (bearer token from PLUGSYNC_API_TOKEN).
+    /// (bearer token from PLUGSYNC_API_TOKEN); or `status`: where the rollout is. `status`
+    /// exits 0 converged, 1 rolled back or failed, 2 paused, 3 in progress (without --watch),
+    /// 4 --watch timed out, 5 the daemon could not tell.
     Rollout {
-        #[arg(value_parser = ["retry", "promote", "abort", "pause", "resume"])]
+        #[arg(value_parser = ["retry", "promote", "abort", "pause", "resume", "status"])]
         action: String,
         plugin: String,
         #[arg(long, env = "PLUGSYNC_SERVER", default_value = "http://127.0.0.1:8080")]
         server: String,
+        /// With `status`: follow the rollout (one bar per step, live metrics) until it ends;
+        /// a rollout that ended before the command started is not taken as the answer.
+        #[arg(long)]
+        watch: bool,
+        /// With `status --watch`: give up (exit 4) after this long, e.g. 90s, 10m.
+        #[arg(long, value_parser = cli::daemon::parse_span, requires = "watch")]
+        timeout: Option<plugsync::model::Span>,
+    },
+    /// List what the daemon runs: `get plugins` (NAME, VERSION per slot, STATE, STRATEGY,
+    /// INSTANCES, DRIFT, ROLLOUT; `-o wide` adds REVISION, LAST CHANGE, ERROR).
+    Get {
+        #[arg(value_enum)]
+        resource: cli::get::Resource,
+        #[arg(long, env = "PLUGSYNC_SERVER", default_value = "http://127.0.0.1:8080")]
+        server: String,
+        #[arg(short, long, value_enum, default_value = "table")]
+        output: cli::get::Output,
     },
     /// Print an embedded JSON Schema: plugin-manifest, rollout-policy, fleet-config,
     /// environment-overlay, admission-policy; or, with --markdown, the format reference (docs/formats.md).
@@ -161,6 +180,9 @@ fn log_filter() -> tracing_subscriber::EnvFilter {
         Err(_) => filter,
     }
 }
+
+/// How long `rollout status --watch` waits without --timeout.
+const DEFAULT_WATCH: std::time::Duration = std::time::Duration::from_secs(600);
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
@@ -204,8 +226,35 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             cli::daemon::status(&remote, &status_branch, plugin.as_deref())
         }
         Command::History { plugin, remote, status_branch } => cli::daemon::history(&remote, &status_branch, &plugin),
-        Command::Rollout { action, plugin, server } => {
+        Command::Rollout { action, plugin, server, watch, timeout } if action == "status" => {
+            let limit = timeout.map_or(DEFAULT_WATCH, |t| t.0);
+            let answer = runtime()?.block_on(async {
+                if watch {
+                    cli::rollout_status::watch(&server, &plugin, limit).await
+                } else {
+                    cli::rollout_status::once(&server, &plugin).await
+                }
+            });
+            Ok(answer.unwrap_or_else(|e| {
+                eprintln!("error: {e}");
+                ExitCode::from(cli::rollout_status::NO_ANSWER)
+            }))
+        }
+        Command::Rollout { watch: true, .. } => anyhow::bail!("--watch goes with `rollout status` only"),
+        Command::Rollout { action, plugin, server, .. } => {
             runtime()?.block_on(cli::daemon::rollout(&action, &plugin, &server))
+        }
+        Command::Get { resource: cli::get::Resource::Plugins, server, output } => {
+            match runtime()?.block_on(cli::get::run(&server, output)) {
+                Ok(text) => {
+                    print!("{text}");
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    Ok(ExitCode::from(1))
+                }
+            }
         }
         Command::Docs { path, output, status_branch, environment } => {
             cli::docs::run(&path, &output, environment, status_branch.as_deref())

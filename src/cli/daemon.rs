@@ -88,7 +88,7 @@ pub struct RunArgs {
     pub admission: super::admission::AdmissionArgs,
 }
 
-fn parse_span(text: &str) -> Result<plugsync::model::Span, String> {
+pub(crate) fn parse_span(text: &str) -> Result<plugsync::model::Span, String> {
     plugsync::model::Span::parse(text)
         .ok_or_else(|| format!("found {text:?}, expected {}", plugsync::model::duration::DURATION_EXPECTED))
 }
