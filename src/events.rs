@@ -85,6 +85,10 @@ pub struct RolloutLive {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ab: Option<AbLive>,
     pub started_ms: Option<u64>,
+    /// When the current step's layout was reached: its evaluation runs from here.
+    pub step_started_ms: Option<u64>,
+    /// How long a step is evaluated (Canary), milliseconds.
+    pub step_period_ms: Option<u64>,
     pub at_ms: u64,
 }
 
@@ -155,6 +159,10 @@ impl RolloutLive {
                 summary: ab.summary.clone(),
             }),
             started_ms: r.state.started_ms,
+            step_started_ms: r.state.step_started_ms,
+            step_period_ms: (r.plugin.strategy == crate::model::policy::Strategy::Canary)
+                .then(|| r.plugin.policy.canary_config.as_ref().map(|c| c.evaluation_ms()))
+                .flatten(),
             at_ms: r.now_ms,
         }
     }
@@ -269,6 +277,8 @@ mod tests {
             verdicts: BTreeMap::new(),
             ab: None,
             started_ms: Some(1),
+            step_started_ms: Some(1),
+            step_period_ms: Some(6000),
             at_ms,
         }
     }

@@ -218,6 +218,12 @@ pub struct RolloutEvent {
     pub ab: Option<AbDoc>,
     #[serde(default)]
     pub started_ms: Option<u64>,
+    /// When the current step began, as the daemon counts (its evaluation runs from here).
+    #[serde(default)]
+    pub step_started_ms: Option<u64>,
+    /// How long a step is evaluated (Canary).
+    #[serde(default)]
+    pub step_period_ms: Option<u64>,
     #[serde(default)]
     pub at_ms: u64,
 }

@@ -49,11 +49,14 @@ pub fn header(ev: &RolloutEvent) -> String {
     line
 }
 
-/// When each step of the rollout being shown was first seen, to fill the current step's bar.
+/// When each step of the rollout being shown began (as the daemon says, else when this watch
+/// first saw it) and how long a step lasts (as the policy says, else as the last one did), to
+/// fill the current step's bar.
 #[derive(Debug, Default)]
 pub struct StepClock {
     target: String,
     first_seen: BTreeMap<usize, u64>,
+    period: Option<u64>,
 }
 
 impl StepClock {
@@ -62,7 +65,15 @@ impl StepClock {
             self.target = ev.target.clone();
             self.first_seen.clear();
         }
-        self.first_seen.entry(ev.step).or_insert(ev.at_ms);
+        match ev.step_started_ms {
+            Some(started) => {
+                self.first_seen.insert(ev.step, started);
+            }
+            None => {
+                self.first_seen.entry(ev.step).or_insert(ev.at_ms);
+            }
+        }
+        self.period = ev.step_period_ms.filter(|p| *p > 0);
     }
 
     /// Milliseconds the step has run at `now_ms` (since this watch first saw it).
@@ -72,6 +83,9 @@ impl StepClock {
 
     /// How long the last step that ended before `step` took: what `step` should take too.
     pub fn expected(&self, step: usize) -> Option<u64> {
+        if self.period.is_some() {
+            return self.period;
+        }
         let before: Vec<(&usize, &u64)> = self.first_seen.range(..=step).collect();
         match before.as_slice() {
             [.., (_, a), (_, b)] => Some(b.saturating_sub(**a)).filter(|d| *d > 0),
@@ -334,6 +348,8 @@ mod tests {
             verdicts: BTreeMap::new(),
             ab: None,
             started_ms: Some(0),
+            step_started_ms: None,
+            step_period_ms: None,
             at_ms,
         }
     }
@@ -391,5 +407,15 @@ mod tests {
         other.target = "def".into();
         clock.observe(&other);
         assert_eq!(clock.expected(1), None, "a new rollout starts afresh");
+    }
+
+    #[test]
+    fn the_step_clock_takes_the_daemons_start_and_period_when_given() {
+        let mut clock = StepClock::default();
+        let mut ev = event(1, Phase::Progressing, 9_000);
+        ev.step_started_ms = Some(5_000);
+        ev.step_period_ms = Some(6_000);
+        clock.observe(&ev);
+        assert_eq!((clock.expected(1), clock.elapsed(1, 8_000)), (Some(6_000), Some(3_000)));
     }
 }

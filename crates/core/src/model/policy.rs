@@ -193,6 +193,11 @@ pub struct CanaryConfig {
 }
 
 impl CanaryConfig {
+    /// How long each step is evaluated (default one minute), milliseconds.
+    pub fn evaluation_ms(&self) -> u64 {
+        self.evaluation_period.map_or(60_000, |p| u64::try_from(p.0.as_millis()).unwrap_or(u64::MAX))
+    }
+
     /// The traffic percentages the canary walks through, ending at 100.
     pub fn step_percentages(&self) -> Vec<f64> {
         if let Some(steps) = &self.steps {

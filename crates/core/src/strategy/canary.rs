@@ -49,7 +49,7 @@ impl Canary {
     }
 
     fn period_ms(&self) -> u64 {
-        self.config.evaluation_period.map(|p| p.0).unwrap_or(Duration::from_secs(60)).as_millis() as u64
+        self.config.evaluation_ms()
     }
 
     fn fail(&self, input: &StepInput, mut state: super::RolloutState, reason: String) -> Step {
