@@ -42,7 +42,7 @@ impl Event {
 }
 
 /// Where a rollout is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum Phase {
     Progressing,
@@ -53,8 +53,19 @@ pub enum Phase {
 }
 
 impl Phase {
+    /// Converged, rolled back or failed: the rollout is over.
     pub fn is_final(self) -> bool {
         !matches!(self, Phase::Progressing | Phase::Paused)
+    }
+
+    pub fn word(self) -> &'static str {
+        match self {
+            Phase::Progressing => "progressing",
+            Phase::Paused => "paused",
+            Phase::Converged => "converged",
+            Phase::RolledBack => "rolled back",
+            Phase::Failed => "failed",
+        }
     }
 }
 

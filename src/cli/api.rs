@@ -163,32 +163,7 @@ pub struct HeldDoc {
 }
 
 /// Where a rollout is (the `phase` of a `rollout` event).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub enum Phase {
-    Progressing,
-    Paused,
-    Converged,
-    RolledBack,
-    Failed,
-}
-
-impl Phase {
-    /// Converged, rolled back or failed: the rollout is over.
-    pub fn is_final(self) -> bool {
-        !matches!(self, Phase::Progressing | Phase::Paused)
-    }
-
-    pub fn word(self) -> &'static str {
-        match self {
-            Phase::Progressing => "progressing",
-            Phase::Paused => "paused",
-            Phase::Converged => "converged",
-            Phase::RolledBack => "rolled back",
-            Phase::Failed => "failed",
-        }
-    }
-}
+pub use plugsync::events::Phase;
 
 /// One `rollout` event of `GET /api/v1/events`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
