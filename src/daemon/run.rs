@@ -385,7 +385,10 @@ impl Daemon {
             _ => {
                 let loaded = Arc::new(model::load_cached(&self.files, self.config.environment, &mut self.parse_cache));
                 self.loaded = Some((tip, loaded.clone()));
-                *self.shared_fleet.write().await = Some(loaded.clone());
+                // The dashboard shows what runs: an invalid revision changes nothing there.
+                if loaded.is_valid() {
+                    *self.shared_fleet.write().await = Some(loaded.clone());
+                }
                 loaded
             }
         };
