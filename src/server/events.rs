@@ -5,7 +5,7 @@
 //! event saying how many it missed, and goes on.
 
 use super::ServerState;
-use crate::events::Event;
+use crate::events::{Event, Published};
 use axum::extract::{Query, State};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use futures_util::stream::{self, Stream};
@@ -32,11 +32,9 @@ impl Filter {
     }
 }
 
-fn encode(event: &Event) -> SseEvent {
-    match SseEvent::default().event(event.name()).json_data(event) {
-        Ok(e) => e,
-        Err(e) => SseEvent::default().event("error").data(e.to_string()),
-    }
+/// Serialized once per event, whatever the number of subscribers (see [`Published`]).
+fn encode(event: &Published) -> SseEvent {
+    SseEvent::default().event(event.name()).data(event.json())
 }
 
 pub async fn events(
@@ -44,7 +42,7 @@ pub async fn events(
     Query(filter): Query<Filter>,
 ) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
     let (first, receiver) = st.events.subscribe();
-    let first: Vec<Event> = first.into_iter().filter(|e| filter.admits(e)).collect();
+    let first: Vec<Published> = first.into_iter().filter(|e| filter.admits(e)).collect();
     let backlog = stream::iter(first.into_iter().map(|e| Ok(encode(&e))));
     let live = stream::unfold((receiver, filter), |(mut receiver, filter)| async move {
         loop {

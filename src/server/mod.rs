@@ -4,6 +4,7 @@
 //! when no token is configured. The server never reconciles itself: it wakes the daemon through
 //! [`ServerState::trigger`] and hands commands over [`ServerState::commands`].
 
+pub mod dashboard;
 pub mod events;
 pub mod webhook;
 
@@ -113,6 +114,7 @@ pub fn router(state: ServerState) -> Router {
         .route("/api/v1/events", get(events::events))
         .route("/api/v1/reconcile", post(reconcile_now))
         .route("/hooks/git", post(git_hook).layer(DefaultBodyLimit::max(WEBHOOK_BODY_LIMIT)))
+        .merge(dashboard::routes())
         .with_state(state)
 }
 

@@ -12,8 +12,10 @@
 //! - [`router`]: a router container (HAProxy) and its runtime API.
 //! - [`routed`]: fleets behind plugsync's managed router, requests and load through it.
 //! - [`servers`]: Prometheus and Alertmanager processes.
+//! - [`browser`]: headless Chromium over WebDriver, for the dashboard.
 
 pub mod analysis;
+pub mod browser;
 pub mod daemon;
 pub mod docker;
 pub mod fixtures;

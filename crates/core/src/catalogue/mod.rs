@@ -85,6 +85,16 @@ pub fn render(fleet: &Fleet, status: Option<&StatusBook>) -> Vec<GeneratedFile> 
     files
 }
 
+/// One plugin's catalogue sections (overview, API, runtime, rollout, dependencies with their
+/// graph) as an HTML fragment for a page with its own frame: the daemon's dashboard. Links to
+/// other plugins are `<id>.html`, relative to `plugins/`, as on the catalogue's pages. `None`
+/// when the fleet has no such plugin.
+pub fn plugin_sections_html(fleet: &Fleet, id: &str) -> Option<String> {
+    let plugin = fleet.plugins.get(id)?;
+    let doc = page::plugin(fleet, plugin, &Relations::of(fleet), None);
+    Some(html::sections(&doc))
+}
+
 /// The Graphviz file of the fleet's dependencies, beside the index.
 pub const DOT_FILE: &str = "dependencies.dot";
 
