@@ -31,7 +31,7 @@ async fn no_request_fails_through_any_strategy_behind_the_router() {
     // Gradual: 50 % then 100 %, exact at the router with both sides serving whole.
     let grad = PluginDef::new("grad", V1).replicas(1).rollout(&blue_green("1s", "Gradual", "3s", "[/health]"));
     // A answers 30 ms slower: B wins on latency and is promoted.
-    let ab = PluginDef::new("ab", V1).replicas(2).env("LATENCY_MS", "30").rollout(AB);
+    let ab = PluginDef::new("ab", V1).replicas(2).env("LATENCY_MS", "120").rollout(AB);
     let roll = PluginDef::new("roll", V1).replicas(3).rollout(&rolling(1, "0s", "30s"));
     let recreate = PluginDef::new("recreate", V1).replicas(2).rollout(&direct("30s"));
     for def in [&bg, &grad, &ab, &roll, &recreate] {
