@@ -183,18 +183,8 @@ mod tests {
 
     fn event(step: usize, phase: Phase, at_ms: u64) -> RolloutEvent {
         let json = serde_json::json!({"plugin": "crm", "target": "abc123", "step": step, "steps": [25.0, 50.0, 100.0],
-            "phase": phase_word(phase), "note": "error rate 30 %", "atMs": at_ms});
+            "phase": phase, "note": "error rate 30 %", "atMs": at_ms});
         serde_json::from_value(json).expect("a rollout event")
-    }
-
-    fn phase_word(phase: Phase) -> &'static str {
-        match phase {
-            Phase::Progressing => "progressing",
-            Phase::Paused => "paused",
-            Phase::Converged => "converged",
-            Phase::RolledBack => "rolledBack",
-            Phase::Failed => "failed",
-        }
     }
 
     #[test]
