@@ -84,17 +84,29 @@ fn now() -> MicroTime {
     MicroTime(k8s_openapi::jiff::Timestamp::now())
 }
 
-/// Runs the election until the process ends; `leader` tells the daemon whether it may apply
-/// and `wake` is notified when this replica becomes leader.
-pub async fn run(client: kube::Client, config: LeaseConfig, leader: Arc<AtomicBool>, wake: Arc<Notify>) {
+/// Runs the election until the daemon stops; `leader` tells the daemon whether it may apply
+/// and `wake` is notified when this replica becomes leader. Once `stop` is set it stops
+/// looking (and idles, so it does not read as an ended task): a released Lease must not be
+/// taken back by the replica that released it.
+pub async fn run(
+    client: kube::Client,
+    config: LeaseConfig,
+    leader: Arc<AtomicBool>,
+    wake: Arc<Notify>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
     let api: Api<Lease> = Api::namespaced(client, &config.namespace);
     let mut last_renewed: Option<Instant> = None;
     let mut seen = Seen::default();
     loop {
         // A request that hangs (half-open connection) must not keep a leader leading.
-        let result = match tokio::time::timeout(config.retry, attempt(&api, &config, &mut seen)).await {
-            Ok(result) => result,
-            Err(_) => Err(kube::Error::Service(format!("no answer within {:?}", config.retry).into())),
+        let attempt = tokio::time::timeout(config.retry, attempt(&api, &config, &mut seen));
+        let result = tokio::select! {
+            _ = stop.wait_for(|s| *s) => break,
+            result = attempt => match result {
+                Ok(result) => result,
+                Err(_) => Err(kube::Error::Service(format!("no answer within {:?}", config.retry).into())),
+            },
         };
         let was = leader.load(Ordering::Relaxed);
         let is = match result {
@@ -118,8 +130,12 @@ pub async fn run(client: kube::Client, config: LeaseConfig, leader: Arc<AtomicBo
                 tracing::warn!(identity = %config.identity, lease = %config.name, "lost leadership; applying stops");
             }
         }
-        tokio::time::sleep(config.retry).await;
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => break,
+            _ = tokio::time::sleep(config.retry) => {}
+        }
     }
+    std::future::pending::<()>().await;
 }
 
 /// When this replica last saw the Lease change, on its own monotonic clock: expiry is judged
@@ -150,16 +166,24 @@ impl Seen {
 /// a replica shutting down cleanly is replaced at the followers' next look.
 pub async fn release(client: &kube::Client, config: &LeaseConfig) {
     let api: Api<Lease> = Api::namespaced(client.clone(), &config.namespace);
+    // The election task still runs beside this and may renew between our read and write:
+    // a 409 means "read again", not "give up" (the next leader would wait the Lease out).
     let released = async {
-        let Some(mut lease) = api.get_opt(&config.name).await? else { return Ok(()) };
-        let spec = lease.spec.get_or_insert_with(Default::default);
-        if spec.holder_identity.as_deref() != Some(config.identity.as_str()) {
-            return Ok(());
+        loop {
+            let Some(mut lease) = api.get_opt(&config.name).await? else { return Ok(()) };
+            let spec = lease.spec.get_or_insert_with(Default::default);
+            if spec.holder_identity.as_deref() != Some(config.identity.as_str()) {
+                return Ok(());
+            }
+            spec.holder_identity = Some(String::new());
+            spec.lease_duration_seconds = Some(1);
+            spec.renew_time = Some(now());
+            match api.replace(&config.name, &PostParams::default(), &lease).await {
+                Ok(_) => return Ok(()),
+                Err(kube::Error::Api(s)) if s.code == 409 => continue,
+                Err(e) => return Err(e),
+            }
         }
-        spec.holder_identity = Some(String::new());
-        spec.lease_duration_seconds = Some(1);
-        spec.renew_time = Some(now());
-        api.replace(&config.name, &PostParams::default(), &lease).await.map(|_| ())
     };
     match tokio::time::timeout(config.retry, released).await {
         Ok(Ok(())) => tracing::info!(lease = %config.name, "leader Lease released"),

@@ -149,7 +149,7 @@ pub async fn run(
         shutdown.await;
         let _ = stop_tx.send(true);
     });
-    let leader = start::election(&config, &mut essential, &trigger).await?;
+    let leader = start::election(&config, &mut essential, &trigger, &stop_rx).await?;
     if let Some(address) = config.listen {
         let state = ServerState {
             branch: config.remote.reference.clone(),

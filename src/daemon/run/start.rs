@@ -33,6 +33,7 @@ pub(super) async fn election(
     config: &DaemonConfig,
     essential: &mut tasks::Essential,
     trigger: &Arc<Notify>,
+    stop_rx: &tokio::sync::watch::Receiver<bool>,
 ) -> Result<Option<Elected>, DaemonError> {
     let Some(lease) = &config.lease else { return Ok(None) };
     let client = kube::Client::try_default().await.map_err(|e| {
@@ -46,7 +47,7 @@ pub(super) async fn election(
     tracing::info!(lease = %lease.name, identity = %lease.identity, "leader election on");
     essential.spawn(
         "leader election",
-        super::super::leader::run(client.clone(), lease.clone(), flag.clone(), trigger.clone()),
+        super::super::leader::run(client.clone(), lease.clone(), flag.clone(), trigger.clone(), stop_rx.clone()),
     );
     Ok(Some((flag, client, lease.clone())))
 }

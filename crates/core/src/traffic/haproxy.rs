@@ -113,10 +113,10 @@ fn backend(out: &mut String, route: &Route) {
     match &route.sticky {
         None => out.push_str("  balance roundrobin\n"),
         Some(StickyBy::Header(name)) => {
-            let _ = write!(out, "  balance hash req.hdr({name})\n  hash-type consistent\n");
+            let _ = write!(out, "  balance hash req.hdr({name})\n  hash-type consistent crc32\n");
         }
         Some(StickyBy::Cookie(name)) => {
-            let _ = write!(out, "  balance hash req.cook({name})\n  hash-type consistent\n");
+            let _ = write!(out, "  balance hash req.cook({name})\n  hash-type consistent crc32\n");
         }
     }
     let _ = writeln!(out, "  option httpchk GET {}", route.readiness);

@@ -141,7 +141,7 @@ fn config_routes_each_plugin_by_host_on_its_port() {
         "frontend fe_9000\n  bind :9000\n  log-format \"%b %s %ST %Ta %Tr\"\n  default_backend be_search\n",
         "option idle-close-on-response",
         "backend be_crm\n  balance roundrobin\n  option httpchk GET /health/ready\n  server stable-1 10.0.0.1:8080 weight ",
-        "backend be_search\n  balance hash req.hdr(X-Tenant-ID)\n  hash-type consistent\n",
+        "backend be_search\n  balance hash req.hdr(X-Tenant-ID)\n  hash-type consistent crc32\n",
         "stats socket ipv4@0.0.0.0:9999 level admin",
         "use-service prometheus-exporter",
     ] {
