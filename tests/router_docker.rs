@@ -4,9 +4,10 @@
 //! - the router appears with the first routed plugin: two replicas, each holding the alias;
 //! - a canary beside three stable instances gets exactly its step's weight (10, 25, 50 %:
 //!   2,000 requests each within ±2 points), with one canary instance count for the rollout;
-//! - a second plugin rolled out at the same time, `stickyBy: header:X-Correlation-Id` in its
-//!   own manifest: 500 ids × 5 requests per step, no id sees two versions at one weight, none
-//!   moves from canary back to stable as the weight rises;
+//! - two more plugins rolled out at the same time, `stickyBy: header:X-Correlation-Id` and
+//!   `stickyBy: header:X-Tenant-ID` in their own manifests: 500 ids × 5 requests per step, no
+//!   id sees two versions at one weight, none moves from canary back to stable as the weight
+//!   rises, and the share of ids on the canary is within ±3 points of the weight;
 //! - zero failed requests from a keep-alive client through the whole rollout;
 //! - a replica killed is replaced on the next pass; the router leaves with the last plugin;
 //! - clients on the fleet network resolving the alias through Docker's DNS: a router replica
@@ -31,27 +32,54 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const STICKY: &str = "X-Correlation-Id";
+/// The sticky plugins: id, the header their sessions are keyed by, how their keys look.
+const STICKY: [(&str, &str, &str); 2] = [("ids", "X-Correlation-Id", "corr-"), ("tenants", "X-Tenant-ID", "tenant-")];
+
+/// Which of 500 keys landed on the canary of `plugin` (5 requests each; every key saw one
+/// version, asserted).
+async fn sticky_keys(
+    client: &reqwest::Client,
+    router: std::net::IpAddr,
+    (plugin, header, prefix): (&str, &str, &str),
+    weight: f64,
+) -> BTreeMap<usize, bool> {
+    let mut keys = BTreeMap::new();
+    for id in 0..500 {
+        let value = format!("{prefix}{id}");
+        let mut seen = Vec::new();
+        for _ in 0..5 {
+            seen.push(version(client, router, plugin, Some((header, &value))).await == V2);
+        }
+        assert!(seen.iter().all(|c| *c == seen[0]), "{plugin}: {header} {value} saw two versions at {weight} %");
+        keys.insert(id, seen[0]);
+    }
+    keys
+}
 
 // Long: one rollout observed step by step; the steps share the router and the load.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_canary_behind_the_router_gets_exact_sticky_weights_without_failed_requests() {
     let (docker, fleet, _, story) = routed_fleet("rtr").await;
     let web = PluginDef::new("web", V1).replicas(3).rollout(&canary("[10, 25, 50, 100]", "20s", true, 0, 0.05));
-    let ids = PluginDef { id: "ids".into(), ..web.clone() };
-    let sticky = |def: &PluginDef| format!("{}traffic:\n  stickyBy: header:{STICKY}\n", def.yaml());
+    let sticky_defs = STICKY.map(|(id, header, _)| (PluginDef { id: id.into(), ..web.clone() }, header));
+    let write_sticky = |version: &str| {
+        for (def, header) in &sticky_defs {
+            let yaml = def.clone().version(version).yaml();
+            fleet.write(&format!("plugins/{}/plugin.yaml", def.id), &format!("{yaml}traffic:\n  stickyBy: header:{header}\n"));
+        }
+    };
     fleet.plugin(&web);
-    fleet.write("plugins/ids/plugin.yaml", &sticky(&ids));
+    write_sticky(V1);
     let backend = fleet.backend().await;
     let router_action = |plan: plugsync::plan::Plan| plan.router.map(|r| r.action);
     let plan = fleet.plan(&backend, DesiredHealth::Complete).await;
     assert_eq!(router_action(plan.clone()), Some(RouterAction::Create), "{}", plugsync::plan::render::text(&plan));
-    assert_eq!(reconcile(&fleet, &backend, &story).await, vec![Ending::Converged; 2], "{}", story.text());
+    assert_eq!(reconcile(&fleet, &backend, &story).await, vec![Ending::Converged; 3], "{}", story.text());
 
     // The router appeared with the first routed plugin: two replicas holding its alias.
     let routers = replicas(&docker, &fleet).await;
     assert_eq!(routers.len(), 2, "router replicas: {routers:?}");
-    let holds = |aliases: &Vec<String>| ["web", "ids"].iter().all(|a| aliases.contains(&a.to_string()));
+    let holds = |aliases: &Vec<String>| ["web", "ids", "tenants"].iter().all(|a| aliases.contains(&a.to_string()));
     assert!(routers.iter().all(|(_, ip, aliases)| ip.is_some() && holds(aliases)), "{routers:?}");
     let router = routers[0].1.expect("router address");
     let client = plugsync::tls::http_client();
@@ -61,19 +89,22 @@ async fn a_canary_behind_the_router_gets_exact_sticky_weights_without_failed_req
         (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     let loader = load(router, "web", stop.clone(), ok.clone(), failed.clone());
     fleet.plugin(&web.clone().version(V2));
-    fleet.write("plugins/ids/plugin.yaml", &sticky(&ids.clone().version(V2)));
+    write_sticky(V2);
     let rollout = {
         let (fleet_ref, backend_ref, story_ref) = (&fleet, &backend, &story);
         async move { reconcile(fleet_ref, backend_ref, story_ref).await }
     };
     let measure = async {
-        let mut previous: BTreeMap<usize, bool> = BTreeMap::new();
+        let mut previous: [BTreeMap<usize, bool>; 2] = Default::default();
         let mut measured = Vec::new();
         for weight in [10.0, 25.0, 50.0] {
             let deadline = Instant::now() + Duration::from_secs(60);
             loop {
                 let at = |w: Option<f64>| w.is_some_and(|w| (w - weight).abs() < 1.0);
-                if at(canary_weight(router, "web").await) && at(canary_weight(router, "ids").await) {
+                if at(canary_weight(router, "web").await)
+                    && at(canary_weight(router, "ids").await)
+                    && at(canary_weight(router, "tenants").await)
+                {
                     break;
                 }
                 assert!(Instant::now() < deadline, "the router never reached {weight} %:\n{}", story.text());
@@ -90,33 +121,40 @@ async fn a_canary_behind_the_router_gets_exact_sticky_weights_without_failed_req
             let landed = all_after - all_before;
             assert!(landed >= 2000, "{landed} requests counted at {weight} %");
             let share = (canary_after - canary_before) as f64 * 100.0 / landed as f64;
-            let mut ids: BTreeMap<usize, bool> = BTreeMap::new();
-            for id in 0..500 {
-                let value = format!("corr-{id}");
-                let mut seen = Vec::new();
-                for _ in 0..5 {
-                    seen.push(version(&client, router, "ids", Some((STICKY, &value))).await == V2);
-                }
-                assert!(seen.iter().all(|c| *c == seen[0]), "id {value} saw two versions at {weight} %");
-                ids.insert(id, seen[0]);
-            }
-            let back: Vec<usize> = previous.iter().filter(|(id, was)| **was && !ids[*id]).map(|(id, _)| *id).collect();
-            assert!(back.is_empty(), "ids moved from canary back to stable at {weight} %: {back:?}");
-            let sticky_share = ids.values().filter(|c| **c).count() as f64 / 5.0;
-            eprintln!(
-                "MEASURED at {weight} %: {share:.2} % of {landed} requests, {sticky_share:.1} % of 500 ids on canary"
+            let (corr, tenants) = tokio::join!(
+                sticky_keys(&client, router, STICKY[0], weight),
+                sticky_keys(&client, router, STICKY[1], weight)
             );
-            measured.push((weight, share));
-            previous = ids;
+            let still = |w: Option<f64>| w.is_some_and(|w| (w - weight).abs() < 1.0);
+            for plugin in ["ids", "tenants"] {
+                let now = canary_weight(router, plugin).await;
+                assert!(still(now), "{plugin} left {weight} % while it was measured ({now:?}):\n{}", story.text());
+            }
+            let mut sticky_shares = Vec::new();
+            for ((keys, before), (plugin, header, _)) in [corr, tenants].into_iter().zip(&mut previous).zip(STICKY) {
+                let back: Vec<usize> = before.iter().filter(|(id, was)| **was && !keys[*id]).map(|(id, _)| *id).collect();
+                assert!(back.is_empty(), "{plugin}: keys moved from canary back to stable at {weight} %: {back:?}");
+                let sticky_share = keys.values().filter(|c| **c).count() as f64 / 5.0;
+                eprintln!(
+                    "MEASURED at {weight} %: {share:.2} % of {landed} requests to web; {sticky_share:.1} % of 500 {header} \
+                     keys on {plugin}'s canary"
+                );
+                sticky_shares.push((plugin, sticky_share));
+                *before = keys;
+            }
+            measured.push((weight, share, sticky_shares));
         }
         measured
     };
     let (endings, measured) = tokio::join!(rollout, measure);
     stop.store(true, Ordering::Relaxed);
     loader.await.expect("load task");
-    assert_eq!(endings, vec![Ending::Converged; 2], "{}", story.text());
-    for (weight, share) in measured {
+    assert_eq!(endings, vec![Ending::Converged; 3], "{}", story.text());
+    for (weight, share, sticky_shares) in measured {
         assert!((share - weight).abs() <= 2.0, "{share:.2} % of requests on canary at {weight} %");
+        for (plugin, sticky_share) in sticky_shares {
+            assert!((sticky_share - weight).abs() <= 3.0, "{plugin}: {sticky_share:.1} % of keys on canary at {weight} %");
+        }
     }
     let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
     eprintln!("MEASURED keep-alive load during the rollout: {ok} ok, {failed} failed");
@@ -140,6 +178,7 @@ async fn a_canary_behind_the_router_gets_exact_sticky_weights_without_failed_req
     // The router leaves with the last routed plugin.
     fleet.remove_plugin("web");
     fleet.remove_plugin("ids");
+    fleet.remove_plugin("tenants");
     reconcile(&fleet, &backend, &story).await;
     assert!(replicas(&docker, &fleet).await.is_empty(), "{}", story.text());
 }
@@ -155,7 +194,7 @@ async fn the_router_judges_a_plugin_that_exposes_no_metrics() {
     let good = PluginDef { id: "good".into(), ..bad.clone() };
     fleet.plugin(&bad);
     fleet.plugin(&good);
-    assert_eq!(reconcile(&fleet, &backend, &story).await, vec![Ending::Converged; 2], "{}", story.text());
+    assert_eq!(reconcile(&fleet, &backend, &story).await, vec![Ending::Converged; 3], "{}", story.text());
     let router = replicas(&docker, &fleet).await.first().and_then(|r| r.1).expect("a router replica");
     let metrics = plugsync::tls::http_client()
         .get(format!("http://{router}:8080/metrics"))

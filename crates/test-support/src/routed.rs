@@ -29,10 +29,9 @@ pub async fn replicas(docker: &bollard::Docker, fleet: &TestFleet) -> Vec<(Strin
     out
 }
 
-/// Per server of `plugin`'s backend: (is canary, weight, status UP, requests served so far),
+/// Per server of `plugin`'s backends: (is canary, weight, status UP, requests served so far),
 /// from the runtime API's `show stat` (columns named by its header line).
 pub async fn servers(router: IpAddr, plugin: &str) -> Option<Vec<(bool, f64, bool, u64)>> {
-    let backend = format!("be_{plugin}");
     let mut stream = tokio::net::TcpStream::connect((router, 9999)).await.ok()?;
     stream.write_all(b"show stat\n").await.ok()?;
     let mut text = String::new();
@@ -45,7 +44,9 @@ pub async fn servers(router: IpAddr, plugin: &str) -> Option<Vec<(bool, f64, boo
     let mut out = Vec::new();
     for line in lines {
         let f: Vec<&str> = line.split(',').collect();
-        if f.get(px) != Some(&backend.as_str()) || matches!(f.get(sv), Some(&"BACKEND") | None) {
+        // A sticky plugin has a backend per slot (`be_<plugin>.<slot>`).
+        let of_plugin = f.get(px).and_then(|b| plugsync::traffic::sticky::plugin_of_backend(b)) == Some(plugin);
+        if !of_plugin || matches!(f.get(sv), Some(&"BACKEND") | None) {
             continue;
         }
         out.push((

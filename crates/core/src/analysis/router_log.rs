@@ -31,7 +31,7 @@ impl RouterRequest {
 /// Parses one log line; `None` for anything that is not a request line.
 pub fn parse_line(line: &str) -> Option<RouterRequest> {
     let mut fields = line.split_whitespace();
-    let plugin = fields.next()?.strip_prefix("be_")?.to_string();
+    let plugin = crate::traffic::sticky::plugin_of_backend(fields.next()?)?.to_string();
     let server = fields.next()?;
     let status: i32 = fields.next()?.parse().ok()?;
     let active: f64 = fields.next()?.parse().ok()?;
@@ -127,6 +127,7 @@ mod tests {
     fn request_lines_and_everything_else() {
         let table: [(&str, Option<(&str, Option<Slot>, i32, Option<f64>)>); 8] = [
             ("be_crm canary-1a2b 200 12 11", Some(("crm", Some(Slot::Canary), 200, Some(12.0)))),
+            ("be_crm.canary canary-1a2b 200 12 11", Some(("crm", Some(Slot::Canary), 200, Some(12.0)))),
             ("be_crm stable-9 503 4 3", Some(("crm", Some(Slot::Stable), 503, Some(4.0)))),
             ("be_crm <NOSRV> 503 0 -1", Some(("crm", None, 503, Some(0.0)))),
             ("be_crm green-1 -1 -1 -1", Some(("crm", Some(Slot::Green), -1, None))),

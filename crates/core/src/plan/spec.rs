@@ -20,6 +20,9 @@ pub enum Slot {
 }
 
 impl Slot {
+    /// Every slot, in the order sticky splits give them bucket ranges.
+    pub const ALL: [Slot; 6] = [Slot::Stable, Slot::Canary, Slot::Blue, Slot::Green, Slot::A, Slot::B];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Slot::Stable => "stable",
@@ -32,7 +35,7 @@ impl Slot {
     }
 
     pub fn parse(text: &str) -> Option<Slot> {
-        [Slot::Stable, Slot::Canary, Slot::Blue, Slot::Green, Slot::A, Slot::B].into_iter().find(|s| s.as_str() == text)
+        Slot::ALL.into_iter().find(|s| s.as_str() == text)
     }
 }
 

@@ -16,7 +16,7 @@
 //!   finishes its requests, and `idle-close-on-response` has it answer a request on an idle
 //!   keep-alive connection (with `Connection: close`) instead of closing it under the client.
 
-use super::{Route, StickyBy};
+use super::{sticky, Route};
 use std::collections::BTreeSet;
 use std::fmt::Write;
 
@@ -74,6 +74,7 @@ pub fn config(routes: &[Route], ports: &RouterPorts) -> String {
          \x20 hard-stop-after 30s\n\
          \x20 stats socket ipv4@0.0.0.0:{api} level admin expose-fd listeners\n\
          \x20 log stdout format raw local0 info\n\
+         {bounds}\
          \n\
          defaults\n\
          \x20 log global\n\
@@ -83,6 +84,11 @@ pub fn config(routes: &[Route], ports: &RouterPorts) -> String {
          {stats}",
         api = ports.api,
         stats = stats_frontend(ports.stats),
+        bounds = {
+            let mut lines = String::new();
+            sticky::global_lines(&mut lines, routes);
+            lines
+        },
     );
     let ports_used: BTreeSet<u16> = routes.iter().map(|r| r.port).collect();
     for port in ports_used {
@@ -90,16 +96,16 @@ pub fn config(routes: &[Route], ports: &RouterPorts) -> String {
         let on_port: Vec<&Route> = routes.iter().filter(|r| r.port == port).collect();
         // A port only one plugin uses needs no Host: clients calling by address get it too.
         if let [only] = on_port.as_slice() {
-            let _ = writeln!(out, "  default_backend {}", backend_name(&only.plugin));
+            sticky::frontend_lines(&mut out, only, "");
+            let _ = writeln!(out, "  default_backend {}", default_backend(only));
             continue;
         }
-        for route in on_port {
-            let _ = writeln!(
-                out,
-                "  use_backend {} if {{ req.hdr(host),field(1,:),lower -m str {} }}",
-                backend_name(&route.plugin),
-                route.plugin
-            );
+        let when = |route: &Route| format!("{{ req.hdr(host),field(1,:),lower -m str {} }} ", route.plugin);
+        for route in &on_port {
+            sticky::frontend_lines(&mut out, route, &when(route));
+        }
+        for route in on_port.iter().filter(|r| r.sticky.is_none()) {
+            let _ = writeln!(out, "  use_backend {} if {}", backend_name(&route.plugin), when(route).trim_end());
         }
     }
     for route in routes {
@@ -108,17 +114,28 @@ pub fn config(routes: &[Route], ports: &RouterPorts) -> String {
     out
 }
 
-fn backend(out: &mut String, route: &Route) {
-    let _ = write!(out, "\nbackend {}\n", backend_name(&route.plugin));
-    match &route.sticky {
-        None => out.push_str("  balance roundrobin\n"),
-        Some(StickyBy::Header(name)) => {
-            let _ = write!(out, "  balance hash req.hdr({name})\n  hash-type consistent crc32\n");
-        }
-        Some(StickyBy::Cookie(name)) => {
-            let _ = write!(out, "  balance hash req.cook({name})\n  hash-type consistent crc32\n");
-        }
+/// The backend a request for `route` goes to when no rule picked one: a sticky route's
+/// request always has a bucket, so this is only a safety net.
+fn default_backend(route: &Route) -> String {
+    match route.sticky {
+        Some(_) => sticky::slot_backend(&route.plugin, crate::plan::Slot::Stable),
+        None => backend_name(&route.plugin),
     }
+}
+
+/// The backend holding `server` of `route`.
+fn server_backend(route: &Route, server: &super::Server) -> String {
+    match route.sticky {
+        Some(_) => sticky::slot_backend(&route.plugin, server.slot),
+        None => backend_name(&route.plugin),
+    }
+}
+
+fn backend(out: &mut String, route: &Route) {
+    if route.sticky.is_some() {
+        return sticky::backends(out, route);
+    }
+    let _ = write!(out, "\nbackend {}\n  balance roundrobin\n", backend_name(&route.plugin));
     let _ = writeln!(out, "  option httpchk GET {}", route.readiness);
     for (server, (_, weight)) in route.servers.iter().zip(route.weights()) {
         let _ = writeln!(out, "  server {} {} weight {weight}", server.name, server_address(server));
@@ -126,7 +143,7 @@ fn backend(out: &mut String, route: &Route) {
 }
 
 /// How one server is written, in the configuration and in `add server`.
-fn server_address(server: &super::Server) -> String {
+pub(super) fn server_address(server: &super::Server) -> String {
     match server.address {
         std::net::IpAddr::V4(a) => format!("{a}:{}", server.port),
         std::net::IpAddr::V6(a) => format!("[{a}]:{}", server.port),
@@ -149,7 +166,6 @@ pub fn runtime_commands(old: &[Route], new: &[Route]) -> Vec<Command> {
     let now = |text: String| Command { text, may_wait: false };
     let mut out = Vec::new();
     for route in new {
-        let backend = backend_name(&route.plugin);
         let before: Vec<&super::Server> =
             old.iter().filter(|r| r.plugin == route.plugin).flat_map(|r| r.servers.iter()).collect();
         let weights = route.weights();
@@ -157,7 +173,7 @@ pub fn runtime_commands(old: &[Route], new: &[Route]) -> Vec<Command> {
             if before.iter().any(|b| b.name == server.name && b.address == server.address && b.port == server.port) {
                 continue;
             }
-            let name = &server.name;
+            let (backend, name) = (server_backend(route, server), &server.name);
             out.push(now(format!(
                 "add server {backend}/{name} {} weight {weight} check inter 1s fall 2 rise 1",
                 server_address(server)
@@ -165,8 +181,10 @@ pub fn runtime_commands(old: &[Route], new: &[Route]) -> Vec<Command> {
             out.push(now(format!("enable health {backend}/{name}")));
             out.push(now(format!("enable server {backend}/{name}")));
         }
-        out.extend(weights.iter().map(|(name, weight)| now(format!("set server {backend}/{name} weight {weight}"))));
+        out.extend(server_weight_commands(route).into_iter().map(now));
+        out.extend(sticky::bound_commands(route).into_iter().map(now));
         for gone in before.iter().filter(|b| !route.servers.iter().any(|s| s.name == b.name)) {
+            let backend = server_backend(route, gone);
             out.push(now(format!("set server {backend}/{} state maint", gone.name)));
             out.push(Command { text: format!("del server {backend}/{}", gone.name), may_wait: true });
         }
@@ -177,13 +195,16 @@ pub fn runtime_commands(old: &[Route], new: &[Route]) -> Vec<Command> {
 /// Runtime API commands that bring the running router to `routes`' weights (one per server,
 /// idempotent). Valid only when [`super::needs_reload`] says no reload is needed.
 pub fn weight_commands(routes: &[Route]) -> Vec<String> {
-    routes
+    routes.iter().flat_map(|route| server_weight_commands(route).into_iter().chain(sticky::bound_commands(route))).collect()
+}
+
+/// `set server … weight` for each of `route`'s servers.
+fn server_weight_commands(route: &Route) -> Vec<String> {
+    route
+        .servers
         .iter()
-        .flat_map(|route| {
-            route.weights().into_iter().map(move |(server, weight)| {
-                format!("set server {}/{server} weight {weight}", backend_name(&route.plugin))
-            })
-        })
+        .zip(route.weights())
+        .map(|(server, (name, weight))| format!("set server {}/{name} weight {weight}", server_backend(route, server)))
         .collect()
 }
 
@@ -207,7 +228,7 @@ pub fn shares_from_state(answer: &str) -> std::collections::BTreeMap<String, Vec
     for line in lines.filter(|l| !l.is_empty() && !l.starts_with('#')) {
         let fields: Vec<&str> = line.split_whitespace().collect();
         let parsed = (|| {
-            let plugin = fields.get(backend)?.strip_prefix("be_")?;
+            let plugin = sticky::plugin_of_backend(fields.get(backend)?)?;
             let slot = crate::plan::Slot::parse(fields.get(server)?.split_once('-')?.0)?;
             let maintenance = fields.get(admin)?.parse::<u32>().ok()? & 0x01 != 0;
             let weight: f64 = fields.get(weight)?.parse().ok()?;

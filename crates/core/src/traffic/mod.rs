@@ -9,6 +9,7 @@
 
 pub mod gateway;
 pub mod haproxy;
+pub mod sticky;
 
 use crate::plan::Slot;
 use std::net::IpAddr;

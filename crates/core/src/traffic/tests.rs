@@ -138,10 +138,16 @@ fn config_routes_each_plugin_by_host_on_its_port() {
         "frontend fe_8080\n  bind :8080\n  log-format \"%b %s %ST %Ta %Tr\"\n  use_backend be_crm if { req.hdr(host),field(1,:),lower -m str crm }",
         "  use_backend be_billing if { req.hdr(host),field(1,:),lower -m str billing }",
         // Alone on its port: no Host needed.
-        "frontend fe_9000\n  bind :9000\n  log-format \"%b %s %ST %Ta %Tr\"\n  default_backend be_search\n",
+        "frontend fe_9000\n  bind :9000\n  log-format \"%b %s %ST %Ta %Tr\"\n  http-request set-var(txn.bucket) req.hdr(X-Tenant-ID)",
         "option idle-close-on-response",
         "backend be_crm\n  balance roundrobin\n  option httpchk GET /health/ready\n  server stable-1 10.0.0.1:8080 weight ",
-        "backend be_search\n  balance hash req.hdr(X-Tenant-ID)\n  hash-type consistent crc32\n",
+        // Sticky: a bucket per request, a backend per slot.
+        "  http-request set-var(txn.bucket) req.hdr(X-Tenant-ID),crc32(1),mod(10000) if { req.hdr(X-Tenant-ID) -m found }\n",
+        "  use_backend be_search.canary if { var(txn.bucket),sub(proc.split.search.canary) -m int lt 0 }\n",
+        "  default_backend be_search.stable\n",
+        "  set-var proc.split.search.stable int(10000)\n  set-var proc.split.search.canary int(10000)\n",
+        "backend be_search.stable\n  balance hash req.hdr(X-Tenant-ID)\n  hash-type consistent\n  option httpchk GET /health/ready\n  server stable-1 10.0.0.1:8080 weight 256\n",
+        "backend be_search.canary\n  balance hash req.hdr(X-Tenant-ID)\n",
         "stats socket ipv4@0.0.0.0:9999 level admin",
         "use-service prometheus-exporter",
     ] {
@@ -186,4 +192,76 @@ fn shares_are_read_back_from_the_runtime_state() {
     assert!((canary - 28.0 * 100.0 / 284.0).abs() < 1e-9, "the server in maintenance counts for nothing: {crm:?}");
     assert!(!shares.contains_key("web"), "a server name without a slot is skipped: {shares:?}");
     assert!(haproxy::shares_from_state("Unknown command").is_empty());
+}
+
+fn sticky(stable: u8, canary: u8, canary_percent: f64) -> Route {
+    Route { sticky: Some(StickyBy::Header("X-Id".into())), ..route(stable, canary, canary_percent) }
+}
+
+#[test]
+fn sticky_splits_give_each_slot_its_share_of_buckets_in_slot_order() {
+    // (stable, canary, canary percent) → (stable's upper bound, canary's upper bound)
+    let table: [(u8, u8, f64, u32, u32); 7] = [
+        (3, 1, 10.0, 9_000, 10_000),
+        (3, 1, 25.0, 7_500, 10_000),
+        (3, 1, 50.0, 5_000, 10_000),
+        (1, 3, 1.0, 9_900, 10_000),
+        (3, 1, 0.0, 10_000, 10_000),
+        (3, 1, 100.0, 0, 10_000),
+        // No canary server yet: its share goes to the stable servers.
+        (3, 0, 25.0, 10_000, 10_000),
+    ];
+    for (stable, canary, percent, want_stable, want_canary) in table {
+        let bounds = sticky::bounds(&sticky(stable, canary, percent));
+        let bound = |slot: Slot| bounds.iter().find(|(s, _)| *s == slot).map(|(_, b)| *b);
+        let got = (bound(Slot::Stable).unwrap_or_default(), bound(Slot::Canary).unwrap_or_default());
+        assert!(
+            got == (want_stable, want_canary),
+            "{stable}+{canary} at {percent} %: {got:?}, want ({want_stable}, {want_canary})"
+        );
+        assert_eq!(bound(Slot::B), Some(sticky::BUCKETS), "the last range ends at the top: {bounds:?}");
+        assert!(bounds.windows(2).all(|w| w[0].1 <= w[1].1), "bounds rise in slot order: {bounds:?}");
+    }
+}
+
+#[test]
+fn raising_the_canary_only_moves_the_boundary_towards_stable() {
+    let mut previous = sticky::BUCKETS;
+    for percent in [1.0, 5.0, 10.0, 25.0, 50.0, 75.0, 100.0] {
+        let stable_end = sticky::bounds(&sticky(3, 1, percent))[0].1;
+        assert!(stable_end <= previous, "at {percent} % the stable range grew: {stable_end} > {previous}");
+        previous = stable_end;
+    }
+}
+
+#[test]
+fn sticky_servers_live_in_their_slots_backend_and_bounds_move_at_runtime() {
+    let old = [sticky(3, 1, 10.0)];
+    let new = [sticky(2, 2, 25.0)];
+    assert!(!needs_reload(&old, &new), "a new split is runtime commands");
+    let texts: Vec<String> = runtime_commands(&old, &new).into_iter().map(|c| c.text).collect();
+    for want in [
+        "add server be_crm.canary/canary-102 10.0.0.102:8080 weight 85 check inter 1s fall 2 rise 1",
+        "set server be_crm.stable/stable-1 weight 256",
+        "experimental-mode on; set var proc.split.crm.stable int(7500)",
+        "experimental-mode on; set var proc.split.crm.canary int(10000)",
+        "del server be_crm.stable/stable-3",
+    ] {
+        assert!(texts.iter().any(|t| t == want), "missing {want:?} in {texts:#?}");
+    }
+    let weights = weight_commands(&new);
+    assert!(weights.iter().any(|t| t == "experimental-mode on; set var proc.split.crm.canary int(10000)"), "{weights:?}");
+    assert_eq!(sticky::plugin_of_backend("be_crm.canary"), Some("crm"));
+    assert_eq!(sticky::plugin_of_backend("be_my-crm"), Some("my-crm"));
+    assert_eq!(sticky::plugin_of_backend("be_"), None);
+    assert_eq!(sticky::plugin_of_backend("stats"), None);
+}
+
+#[test]
+fn variable_names_keep_dashed_plugins_apart() {
+    let mut dashed = sticky(1, 1, 10.0);
+    dashed.plugin = "a-b".into();
+    let text = config(&[dashed], &RouterPorts::default());
+    assert!(text.contains("set-var proc.split.a.b.canary int("), "{text}");
+    assert!(text.contains("use_backend be_a-b.canary if { var(txn.bucket),sub(proc.split.a.b.canary)"), "{text}");
 }
