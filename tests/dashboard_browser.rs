@@ -278,6 +278,54 @@ fn actions_need_the_token(dash: &Dash, browser: &Browser) {
     browser.screenshot("07-promoted");
 }
 
+/// web's page lists its status commits, newest first, each a link to the commit's page, whose
+/// commit is on the remote's status branch and whose patch shows web's new status.
+fn history_links_to_commits(dash: &Dash, browser: &Browser) {
+    // What runs, by content: the digest Docker reports for the 1.1.0 image.
+    let image = std::process::Command::new("docker")
+        .args(["image", "inspect", "--format", "{{.Id}}", &format!("plugsync/echo-plugin:{V2}")])
+        .output()
+        .expect("docker image inspect");
+    let id = String::from_utf8_lossy(&image.stdout).trim().to_string();
+    assert!(id.starts_with("sha256:"), "image id: {image:?}");
+    let shown = browser.wait_for(
+        "web's stable slot to show its image digest",
+        LIVE,
+        "const c = document.querySelector('tr[data-slot=\"stable\"] [data-field=\"digest\"] code'); return c && c.title;",
+    );
+    assert_eq!(shown.as_str(), Some(id.as_str()), "the digest on web's page");
+    let newest = browser.wait_for(
+        "web's history to show the commit recording 1.1.0",
+        LIVE,
+        &format!(
+            "const a = document.querySelector('#history tbody tr a'); \
+             return a && a.closest('tr').innerText.includes('{V2}') ? a.getAttribute('href') : null;"
+        ),
+    );
+    let href = newest.as_str().unwrap_or_default().to_string();
+    let sha = href.strip_prefix("/commits/").unwrap_or_default().to_string();
+    let on_branch = dash.repo.bare_git(&["branch", "--contains", &sha, "--list", "plugsync/status"]);
+    assert!(
+        String::from_utf8_lossy(&on_branch.stdout).contains("plugsync/status"),
+        "{sha} is not on the remote's status branch: {on_branch:?}"
+    );
+    let rows = browser.eval("return document.querySelectorAll('#history tbody tr').length;");
+    assert!(rows.as_u64().is_some_and(|n| n >= 2), "web's history rows: {rows}");
+    browser.click(&format!("#history a[href=\"{href}\"]"));
+    browser.wait_for("the commit's page", LIVE, "return document.querySelector('pre.patch') !== null;");
+    let added = browser.text("pre.patch");
+    assert!(added.contains(&format!("+  version: {V2}")) || added.contains(V2), "the patch shows web at {V2}:\n{added}");
+    assert!(browser.text("pre.message").contains("web"), "the message names web: {}", browser.text("pre.message"));
+    assert_eq!(
+        browser.eval("return document.querySelector('table.fields a[href=\"/plugins/web\"]') !== null;"),
+        Value::Bool(true),
+        "the commit page links back to web"
+    );
+    browser.screenshot("07b-status-commit");
+    browser.goto(&dash.url("/commits/0000000"));
+    assert!(browser.text("h1").contains("Unknown commit"), "an unknown commit: {}", browser.text("h1"));
+}
+
 /// `[a, b]` of the A/B table's row `metric` (`null` without one).
 fn ab_row(metric: &str) -> String {
     format!(
@@ -330,6 +378,7 @@ fn the_dashboard_in_a_real_browser() {
     assert!(weights.len() >= 2 && weights.contains(&"20".to_string()), "weights seen on the page: {weights:?}");
     eprintln!("MEASURED weights seen live on the fleet page: {weights:?} ({:?})", t0.elapsed());
     actions_need_the_token(&dash, &browser);
+    history_links_to_commits(&dash, &browser);
     ab_metrics_update(&dash, &browser);
     browser.goto(&dash.url("/"));
     browser.wait_for(

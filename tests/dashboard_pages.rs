@@ -38,6 +38,7 @@ async fn start(events: Arc<EventBus>) -> (String, oneshot::Sender<()>) {
         leading: None,
         events,
         fleet: Arc::new(RwLock::new(Some(Arc::new(loaded)))),
+        history: Default::default(),
     };
     let (stop, stopped) = oneshot::channel::<()>();
     tokio::spawn(serve(listener, state, async {

@@ -314,7 +314,7 @@ fn crm_status() -> PluginStatus {
         desired_version: Some("2.3.0".into()),
         strategy: Some("Canary".into()),
         revision: Some("34c50c9e2f0a1b2c3d4e5f60718293a4b5c6d7e8".into()),
-        slots: [("stable".to_string(), SlotStatus { version: "2.2.0".into(), instances: 3 })].into(),
+        slots: [("stable".to_string(), SlotStatus { version: "2.2.0".into(), instances: 3, digest: None })].into(),
         last_change: None,
         failed: Some(FailedRollout {
             revision: "34c50c9e2f0a1b2c3d4e5f60718293a4b5c6d7e8".into(),

@@ -41,6 +41,7 @@ impl Server {
             leading: None,
             events: Default::default(),
             fleet: Default::default(),
+            history: Default::default(),
         };
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(serve(listener, state, async {

@@ -63,6 +63,7 @@ fn state(fleet: &plugsync::model::Loaded, doc: serde_json::Value, events: Arc<Ev
         leading: None,
         events,
         fleet: Arc::new(RwLock::new(Some(Arc::new(fleet.clone())))),
+        history: Default::default(),
     }
 }
 

@@ -209,6 +209,7 @@ pub fn instance_of(inspect: ContainerInspectResponse, network: &str) -> Option<I
         ready: None,
         oom_killed: state.oom_killed.unwrap_or(false),
         restart_count: inspect.restart_count.unwrap_or(0).max(0) as u32,
+        image_id: inspect.image.filter(|i| !i.is_empty()),
         runtime: Some(runtime),
         plugin,
     })

@@ -428,8 +428,8 @@ mod tests {
     fn versions_per_slot() {
         let mut p = plugin(Lifecycle::Active);
         assert_eq!(versions(&p), "1.1.0", "no slots: the desired version");
-        p.slots.insert("stable".into(), SlotStatus { version: "1.2.0".into(), instances: 3 });
-        p.slots.insert("canary".into(), SlotStatus { version: "1.3.0".into(), instances: 1 });
+        p.slots.insert("stable".into(), SlotStatus { version: "1.2.0".into(), instances: 3, digest: None });
+        p.slots.insert("canary".into(), SlotStatus { version: "1.3.0".into(), instances: 1, digest: None });
         assert_eq!(versions(&p), "1.2.0 / canary 1.3.0");
     }
 

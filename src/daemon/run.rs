@@ -92,6 +92,8 @@ struct Daemon {
     backend: Option<(String, Arc<AnyBackend>)>,
     metrics: Arc<Metrics>,
     shared_status: Arc<RwLock<serde_json::Value>>,
+    /// The status branch's last commits, for the dashboard.
+    history: status::history::SharedHistory,
     /// The fleet as last loaded, for the dashboard.
     shared_fleet: crate::server::SharedFleet,
     events: Arc<crate::events::EventBus>,
@@ -144,6 +146,7 @@ pub async fn run(
     let mut essential = tasks::Essential::default();
     start::commands(&mut essential, commands, memory.clone(), retry.clone(), trigger.clone());
     let shared_status = Arc::new(RwLock::new(serde_json::json!({"plugins": {}})));
+    let history = status::history::SharedHistory::default();
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         shutdown.await;
@@ -158,6 +161,7 @@ pub async fn run(
             trigger: trigger.clone(),
             commands: commands_tx.clone(),
             status: shared_status.clone(),
+            history: history.clone(),
             metrics: metrics.clone(),
             leading: leader.as_ref().map(|(flag, _, _)| flag.clone()),
             events: events.clone(),
@@ -176,6 +180,7 @@ pub async fn run(
         backend: None,
         metrics,
         shared_status,
+        history,
         shared_fleet,
         events,
         retry,

@@ -134,6 +134,7 @@ impl Backend for InMemoryBackend {
             ready: None,
             oom_killed: false,
             restart_count: 0,
+            image_id: None,
             runtime: None,
         };
         if let Ok(mut instances) = self.instances.lock() {

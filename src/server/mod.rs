@@ -85,6 +85,8 @@ pub struct ServerState {
     pub events: Arc<crate::events::EventBus>,
     /// The fleet as the daemon last loaded it (the dashboard's metadata).
     pub fleet: SharedFleet,
+    /// The status branch's last commits (the dashboard's history).
+    pub history: crate::status::history::SharedHistory,
 }
 
 /// The fleet as the daemon last loaded it; `None` before the first load.

@@ -25,6 +25,9 @@ pub enum Lifecycle {
 pub struct SlotStatus {
     pub version: String,
     pub instances: u32,
+    /// The image the slot's instances run, by content, as the engine reports it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

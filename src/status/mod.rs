@@ -4,6 +4,7 @@
 
 pub mod book;
 pub mod drift;
+pub mod history;
 pub mod render;
 
 pub use render::{FleetStatus, Lifecycle, PluginStatus};

@@ -31,7 +31,11 @@ fn short(revision: &str) -> &str {
 fn slots(observed: &Observed, plugin: &str) -> BTreeMap<String, SlotStatus> {
     let mut out: BTreeMap<String, SlotStatus> = BTreeMap::new();
     for i in observed.of_plugin(plugin).filter(|i| i.is_running()) {
-        let entry = out.entry(i.slot.to_string()).or_insert(SlotStatus { version: i.version.clone(), instances: 0 });
+        let entry = out.entry(i.slot.to_string()).or_insert(SlotStatus {
+            version: i.version.clone(),
+            instances: 0,
+            digest: i.image_id.clone(),
+        });
         entry.instances += 1;
     }
     out

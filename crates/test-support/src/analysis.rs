@@ -136,6 +136,7 @@ impl Echo {
             ready: Some(true),
             oom_killed: false,
             restart_count: 0,
+            image_id: None,
             runtime: None,
         }
     }

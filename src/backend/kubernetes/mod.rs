@@ -485,6 +485,13 @@ fn pod_instance(pod: &Pod) -> Option<Instance> {
         oom_killed,
         restart_count,
         runtime: None,
+        image_id: pod
+            .status
+            .as_ref()
+            .and_then(|s| s.container_statuses.as_ref())
+            .and_then(|c| c.first())
+            .map(|c| c.image_id.clone())
+            .filter(|i| !i.is_empty()),
     })
 }
 
@@ -515,6 +522,7 @@ impl Seat<'_> {
             oom_killed: false,
             restart_count: 0,
             runtime: None,
+            image_id: None,
         }
     }
 }

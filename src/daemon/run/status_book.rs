@@ -10,8 +10,15 @@ impl Daemon {
     pub(super) async fn load_statuses(&mut self) {
         let cache = self.cache.clone();
         let branch = self.status_branch.clone();
-        match blocking(move || status::read(&tasks::lock(&cache), &branch)).await {
-            Ok(Ok((_, statuses))) => {
+        let read = move || -> Result<_, crate::source::git::GitError> {
+            let cache = tasks::lock(&cache);
+            let Some(tip) = cache.fetch_branch(&branch)? else { return Ok((BTreeMap::new(), Vec::new())) };
+            let history = status::history::read(&cache, tip, status::history::KEPT);
+            Ok((status::read_at(&cache, tip).1, history))
+        };
+        match blocking(read).await {
+            Ok(Ok((statuses, history))) => {
+                *self.history.write().await = history;
                 // Rollouts in flight when the last daemon stopped (or was killed) resume.
                 for (plugin, status) in &statuses {
                     if let Some(r) = &status.rollout {
@@ -90,9 +97,19 @@ impl Daemon {
         let cache = self.cache.clone();
         let branch = self.status_branch.clone();
         let commits = self.pending_status.clone();
-        match blocking(move || status::write(&tasks::lock(&cache), &branch, &commits)).await {
-            Ok(Ok(outcome)) => {
+        let write = move || {
+            let cache = tasks::lock(&cache);
+            let outcome = status::write(&cache, &branch, &commits)?;
+            // The dashboard's history, read while the clone is at hand (the new tip is ours).
+            let history = outcome.commits.last().map(|tip| status::history::read(&cache, *tip, status::history::KEPT));
+            Ok::<_, crate::source::git::GitError>((outcome, history))
+        };
+        match blocking(write).await {
+            Ok(Ok((outcome, history))) => {
                 self.pending_status.clear();
+                if let Some(history) = history {
+                    *self.history.write().await = history;
+                }
                 if !outcome.commits.is_empty() {
                     tracing::info!(commits = outcome.commits.len(), retries = outcome.retries, "status pushed");
                 }

@@ -1,6 +1,7 @@
 //! The live dashboard the daemon serves: `GET /` (the fleet), `GET /plugins/{id}` (one plugin),
 //! `GET /plugins/{id}/live` and `/plugins/{id}/catalogue` (that page's live part and its
-//! catalogue sections alone, for the script to swap in) and `GET /assets/{name}` (the embedded
+//! catalogue sections alone, for the script to swap in), `GET /commits/{sha}` (one status
+//! commit: its message and patch) and `GET /assets/{name}` (the embedded
 //! stylesheet and script).
 //!
 //! Pages are rendered on the server from what the API already holds (the loaded fleet, the
@@ -12,6 +13,7 @@
 //! script and style (Content-Security-Policy), so text from a manifest can never run.
 
 mod assets;
+mod commit_page;
 mod fleet_page;
 mod plugin_page;
 mod render;
@@ -39,6 +41,7 @@ pub fn routes() -> Router<ServerState> {
         .route("/plugins/{id}", get(plugin))
         .route("/plugins/{id}/live", get(plugin_live))
         .route("/plugins/{id}/catalogue", get(plugin_catalogue))
+        .route("/commits/{sha}", get(commit))
         .route("/assets/{name}", get(asset))
 }
 
@@ -73,7 +76,9 @@ async fn with_view<T>(st: &ServerState, page: impl FnOnce(&View) -> T) -> T {
     let loaded: Option<Arc<crate::model::Loaded>> = st.fleet.read().await.clone();
     let rollouts: BTreeMap<_, _> = st.events.rollouts();
     let doc = st.status.read().await;
-    let view = View::new(loaded.as_deref().map(|l| &l.fleet), &doc, rollouts, chrono::Utc::now());
+    let history = st.history.read().await;
+    let mut view = View::new(loaded.as_deref().map(|l| &l.fleet), &doc, rollouts, chrono::Utc::now());
+    view.history = &history;
     page(&view)
 }
 
@@ -86,15 +91,19 @@ fn plugin_id(id: &str) -> &str {
     id.strip_suffix(".html").unwrap_or(id)
 }
 
-fn unknown(id: &str) -> Response {
+/// A 404 page: `title`, and `what` (HTML) said in a sentence.
+fn not_found(title: &str, what: &str) -> Response {
     let body = format!(
-        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Unknown plugin</title>\
-         <link rel=\"stylesheet\" href=\"{}\"></head><body><main><h1>Unknown plugin</h1><p>Neither Git nor the \
-         status knows a plugin <code>{}</code>. <a href=\"/\">Back to the fleet</a>.</p></main></body></html>",
+        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title>\
+         <link rel=\"stylesheet\" href=\"{}\"></head><body><main><h1>{title}</h1><p>{what} \
+         <a href=\"/\">Back to the fleet</a>.</p></main></body></html>",
         assets::CSS_URL.as_str(),
-        render::esc(id)
     );
     html(StatusCode::NOT_FOUND, body)
+}
+
+fn unknown(id: &str) -> Response {
+    not_found("Unknown plugin", &format!("Neither Git nor the status knows a plugin <code>{}</code>.", render::esc(id)))
 }
 
 async fn plugin(State(st): State<ServerState>, Path(id): Path<String>) -> Response {
@@ -120,6 +129,20 @@ async fn plugin_live(State(st): State<ServerState>, Path(id): Path<String>) -> R
 
 async fn plugin_catalogue(State(st): State<ServerState>, Path(id): Path<String>) -> Response {
     part(&st, plugin_id(&id), plugin_page::catalogue).await
+}
+
+async fn commit(State(st): State<ServerState>, Path(sha): Path<String>) -> Response {
+    match with_view(&st, |view| commit_page::render(view, &sha)).await {
+        Some(body) => html(StatusCode::OK, body),
+        None => not_found(
+            "Unknown commit",
+            &format!(
+                "No status commit <code>{}</code> among the last {} on the status branch.",
+                render::esc(&sha),
+                crate::status::history::KEPT
+            ),
+        ),
+    }
 }
 
 async fn asset(Path(name): Path<String>) -> Response {

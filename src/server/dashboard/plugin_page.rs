@@ -3,7 +3,8 @@
 //! change, failed rollout, drift, sync windows, and the rollout with its steps, verdicts and
 //! A/B table), the reconciler's narration for it, and the catalogue's sections from the
 //! manifest (metadata, API paths, resources, image, policy in words, dependencies both ways with
-//! their graph). The live part is also served alone (`/plugins/{id}/live`) for the script to
+//! their graph), and the plugin's history on the status branch, each commit linked to its
+//! page. The live part is also served alone (`/plugins/{id}/live`) for the script to
 //! swap in when an event concerns the plugin.
 
 use super::render::{self, esc, Frame};
@@ -113,7 +114,36 @@ pub fn live(view: &View, id: &str) -> String {
     }
     out.push_str("</table></section>\n");
     rollout_view::section(&mut out, view.rollouts.get(id), status.and_then(|s| s.rollout.as_ref()), plugin);
+    status_history(&mut out, view, id);
     out
+}
+
+/// Status commits shown on a plugin's page.
+const HISTORY_SHOWN: usize = 20;
+
+/// The plugin's last status commits, newest first, each linked to its page.
+fn status_history(out: &mut String, view: &View, id: &str) {
+    out.push_str(
+        "<section class=\"history\" id=\"history\"><h2>History</h2><p class=\"hint\">Commits on the status \
+         branch that changed this plugin's status, newest first.</p>",
+    );
+    let mine: Vec<_> = view.history.iter().filter(|e| e.touches(id)).take(HISTORY_SHOWN).collect();
+    if mine.is_empty() {
+        out.push_str("<p class=\"none\">No status commit for this plugin yet.</p></section>\n");
+        return;
+    }
+    out.push_str("<table><thead><tr><th>At</th><th>Commit</th><th>Change</th></tr></thead><tbody>");
+    for e in mine {
+        let _ = write!(
+            out,
+            "<tr><td>{}</td><td><a href=\"/commits/{}\"><code>{}</code></a></td><td>{}</td></tr>",
+            render::time(&e.at),
+            esc(&e.sha),
+            esc(&e.sha.chars().take(12).collect::<String>()),
+            esc(&e.subject)
+        );
+    }
+    out.push_str("</tbody></table></section>\n");
 }
 
 fn field(out: &mut String, label: &str, html: &str) {
@@ -128,20 +158,31 @@ fn slots_table(status: Option<&PluginStatus>, plugin: Option<&crate::model::Plug
     );
     if let Some(s) = status.filter(|s| !s.slots.is_empty()) {
         out.push_str(
-            "<table class=\"slots\"><thead><tr><th>Slot</th><th>Version</th><th>Instances</th></tr></thead><tbody>",
+            "<table class=\"slots\"><thead><tr><th>Slot</th><th>Version</th><th>Instances</th><th>Image digest</th></tr>\
+             </thead><tbody>",
         );
         for (slot, v) in &s.slots {
             let _ = write!(
                 out,
-                "<tr data-slot=\"{0}\"><td><span class=\"slot slot-{0}\">{0}</span></td><td>{1}</td><td class=\"num\">{2}</td></tr>",
+                "<tr data-slot=\"{0}\"><td><span class=\"slot slot-{0}\">{0}</span></td><td>{1}</td><td class=\"num\">{2}</td>\
+                 <td data-field=\"digest\">{3}</td></tr>",
                 esc(slot),
                 esc(&v.version),
-                v.instances
+                v.instances,
+                v.digest.as_deref().map_or_else(|| "<span class=\"none\">–</span>".into(), digest_html)
             );
         }
         out.push_str("</tbody></table>");
     }
     out
+}
+
+/// An image digest as `sha256:` and 12 hex digits, the whole in the title (Kubernetes spells
+/// it `docker-pullable://name@sha256:…`).
+fn digest_html(digest: &str) -> String {
+    let hex = digest.rsplit_once("sha256:").map_or(digest, |(_, hex)| hex);
+    let cut: String = hex.chars().take(12).collect();
+    format!("<code title=\"{}\">sha256:{}</code>", esc(digest), esc(&cut))
 }
 
 /// Revision and spec hashes: what runs, and what a rollout drives to.
@@ -198,4 +239,17 @@ fn history(out: &mut String, s: &PluginStatus) {
         None => "<span class=\"none\">none</span>".into(),
     };
     field(out, "Drift", &drift);
+}
+
+#[cfg(test)]
+mod digest_tests {
+    #[test]
+    fn digests_read_the_same_from_docker_and_kubernetes() {
+        let hex = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+        for spelled in [format!("sha256:{hex}"), format!("docker-pullable://plugsync/echo@sha256:{hex}")] {
+            let html = super::digest_html(&spelled);
+            assert!(html.ends_with(">sha256:0123456789ab</code>"), "{spelled}: {html}");
+        }
+        assert_eq!(super::digest_html("<odd>"), "<code title=\"&lt;odd&gt;\">sha256:&lt;odd&gt;</code>");
+    }
 }

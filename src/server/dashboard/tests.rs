@@ -183,3 +183,36 @@ fn assets_are_embedded_and_fingerprinted() {
     assert!(assets::get("../secret").is_none());
     assert_eq!(plugin_id("web.html"), "web");
 }
+
+#[test]
+fn status_history_links_each_commit_and_its_page_shows_the_patch() {
+    use crate::status::history::HistoryEntry;
+    let entry = |sha: &str, paths: &[&str], subject: &str| HistoryEntry {
+        sha: sha.into(),
+        at: "2026-12-04T12:00:00Z".into(),
+        subject: subject.into(),
+        message: format!("{subject}\n\nbody {EVIL}"),
+        paths: paths.iter().map(|p| p.to_string()).collect(),
+        patch: format!("--- a/status/web.yaml\n+++ b/status/web.yaml\n@@ -1 +1 @@\n-state: INSTALLING\n+state: ACTIVE {EVIL}\n"),
+    };
+    let history = vec![
+        entry("1111111aaaaaaa", &["status/web.yaml", "status/fleet.yaml"], "web: ACTIVE 1.1.0"),
+        entry("2222222bbbbbbb", &["status/shop.yaml"], "shop: ACTIVE 1.0.0"),
+    ];
+    let loaded = fleet();
+    let doc = doc();
+    let mut view = View::new(Some(&loaded.fleet), &doc, rollouts(), chrono::Utc::now());
+    view.history = &history;
+    let page = super::plugin_page::live(&view, "web");
+    assert!(page.contains("<a href=\"/commits/1111111aaaaaaa\"><code>1111111aaaaa</code></a>"), "{page}");
+    assert!(!page.contains("2222222"), "shop's commit is not web's history");
+    let commit = super::commit_page::render(&view, "1111111").expect("a prefix finds the commit");
+    assert!(commit.contains("<span class=\"add\">+state: ACTIVE"), "{commit}");
+    assert!(commit.contains("<span class=\"del\">-state: INSTALLING</span>"), "{commit}");
+    assert!(commit.contains("<a href=\"/plugins/web\">web</a>, the fleet"), "{commit}");
+    assert!(!commit.contains(EVIL), "commit text is escaped");
+    assert!(super::commit_page::render(&view, "111").is_none(), "too short a prefix");
+    assert!(super::commit_page::render(&view, "3333333").is_none(), "unknown commit");
+    let empty = View::new(Some(&loaded.fleet), &doc, rollouts(), chrono::Utc::now());
+    assert!(super::plugin_page::live(&empty, "web").contains("No status commit for this plugin yet."));
+}

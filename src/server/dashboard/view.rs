@@ -22,6 +22,8 @@ pub struct View<'a> {
     pub statuses: BTreeMap<String, PluginStatus>,
     pub rollouts: BTreeMap<String, RolloutLive>,
     pub now: DateTime<Utc>,
+    /// The status branch's last commits, newest first (empty until the daemon read them).
+    pub history: &'a [crate::status::history::HistoryEntry],
 }
 
 impl<'a> View<'a> {
@@ -37,7 +39,7 @@ impl<'a> View<'a> {
             }
             _ => BTreeMap::new(),
         };
-        View { fleet, doc, statuses, rollouts, now }
+        View { fleet, doc, statuses, rollouts, now, history: &[] }
     }
 
     /// The fleet's name: from Git, else from the status document.

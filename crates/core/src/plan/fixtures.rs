@@ -42,6 +42,7 @@ pub fn inst(version: &str, slot: Slot, ready: bool, serving: bool, id: &str) -> 
         ready: Some(ready),
         oom_killed: false,
         restart_count: 0,
+        image_id: None,
         runtime: None,
     }
 }

@@ -65,6 +65,9 @@ pub struct Instance {
     pub ready: Option<bool>,
     pub oom_killed: bool,
     pub restart_count: u32,
+    /// The image the engine runs, by content (`sha256:…`; Kubernetes' `imageID`), where it tells.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_id: Option<String>,
     /// What the engine says the instance really runs with (for drift), where it tells.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub runtime: Option<Runtime>,

@@ -40,6 +40,7 @@ pub(super) fn running(fleet: &Fleet) -> Observed {
                     ready: None,
                     oom_killed: false,
                     restart_count: 0,
+                    image_id: None,
                     runtime: None,
                 });
             }
