@@ -125,7 +125,7 @@ mod tests {
 
     #[test]
     fn request_lines_and_everything_else() {
-        let table: [(&str, Option<(&str, Option<Slot>, i32, Option<f64>)>); 8] = [
+        let table: [(&str, Option<(&str, Option<Slot>, i32, Option<f64>)>); 9] = [
             ("be_crm canary-1a2b 200 12 11", Some(("crm", Some(Slot::Canary), 200, Some(12.0)))),
             ("be_crm.canary canary-1a2b 200 12 11", Some(("crm", Some(Slot::Canary), 200, Some(12.0)))),
             ("be_crm stable-9 503 4 3", Some(("crm", Some(Slot::Stable), 503, Some(4.0)))),
