@@ -18,4 +18,4 @@ pub mod source;
 pub mod status;
 pub mod tls;
 
-pub use plugsync_core::{catalogue, model, plan, strategy, traffic};
+pub use plugsync_core::{catalogue, import, model, plan, strategy, traffic};

@@ -17,6 +17,29 @@ struct Cli {
 // Parsed once per process: the size of the largest variant does not matter.
 #[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
+enum ImportCommand {
+    /// Each service of compose FILEs (merged in order, as compose merges them) becomes a plugin:
+    /// image, environment (a ${VAR} reference becomes secretEnv, never a copied value), port,
+    /// HTTP healthcheck, deploy resources/replicas/update_config, depends_on.
+    Compose {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Folder to write the fleet into; the files it generates are overwritten.
+        #[arg(short, long, value_name = "DIR")]
+        output: PathBuf,
+        /// A service that is not a plugin (a database); repeatable.
+        #[arg(long, value_name = "SERVICE")]
+        exclude: Vec<String>,
+        /// Leave out services carrying this label (KEY, or KEY=VALUE); repeatable.
+        #[arg(long, value_name = "LABEL")]
+        exclude_label: Vec<String>,
+        /// The fleet's name (default: the compose project's name).
+        #[arg(long)]
+        fleet: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
 enum Command {
     /// Check a fleet directory: schemas, references, dependencies, versions. Exit 0 valid, 1 not.
     Validate {
@@ -87,6 +110,10 @@ enum Command {
         #[arg(long, value_parser = parse_environment)]
         environment: Option<Environment>,
     },
+    /// Turn files a team already deploys with into a fleet repo (manifests, plugsync.yaml and
+    /// IMPORT-REPORT.md of what was not carried). Exit 0 written and valid, 1 not valid.
+    #[command(subcommand)]
+    Import(ImportCommand),
     /// Build the sample images and walk through create, rolling update and rollback on the
     /// local Docker engine.
     Demo {
@@ -258,6 +285,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Docs { path, output, status_branch, environment } => {
             cli::docs::run(&path, &output, environment, status_branch.as_deref())
+        }
+        Command::Import(ImportCommand::Compose { files, output, exclude, exclude_label, fleet }) => {
+            let options = plugsync::import::compose::Options { exclude, exclude_labels: exclude_label, fleet };
+            cli::import::compose(&files, &output, &options)
         }
         Command::Demo { keep } => runtime()?.block_on(cli::demo::run(keep)),
         Command::Schema { markdown: true, .. } => {

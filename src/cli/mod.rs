@@ -7,6 +7,7 @@ pub mod daemon;
 pub mod demo;
 pub mod demo_router;
 pub mod docs;
+pub mod import;
 pub mod get;
 pub mod rollout_status;
 pub mod rollout_view;

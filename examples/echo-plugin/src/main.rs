@@ -5,6 +5,7 @@
 
 mod http;
 mod metrics;
+mod wget;
 
 use std::io::Write;
 use std::net::{TcpListener, TcpStream};
@@ -140,6 +141,10 @@ fn hostname() -> String {
 }
 
 fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().is_some_and(|a| a == "wget") {
+        std::process::exit(wget::run(&args[1..]));
+    }
     const SIGINT: i32 = 2;
     const SIGTERM: i32 = 15;
     unsafe {
