@@ -101,4 +101,20 @@ for name, lines in {
     "seconds-cron": ["*/15 * 9-17 * * MON-FRI", "America/New_York", "1h30m", "2G", "header:X-Tenant-ID", "1800000000"],
 }.items():
     seed("schedules", name, "\n".join(lines) + "\n")
+# compose_import: compose files as teams write them (the realistic one is the import test's)
+tests = (root / "crates" / "core" / "src" / "import" / "tests.rs").read_text()
+seed("compose_import", "realistic.yml", tests.split('r#"', 1)[1].split('"#', 1)[0])
+seed("compose_import", "small.yml", """services:
+  a:
+    image: a:1.0.0
+    ports: ["80:8080"]
+    environment: ["X=${Y:-z}", "W"]
+    healthcheck: {test: "curl -f http://localhost:8080/h"}
+    depends_on: {b: {condition: service_started}}
+  b:
+    image: b
+    mem_limit: 1g
+    cpus: 1.5
+    scale: 2
+""")
 print("seeds written under", corpus)
