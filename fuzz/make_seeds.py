@@ -104,6 +104,7 @@ for name, lines in {
 # compose_import: compose files as teams write them (the realistic one is the import test's)
 tests = (root / "crates" / "core" / "src" / "import" / "tests.rs").read_text()
 seed("compose_import", "realistic.yml", tests.split('r#"', 1)[1].split('"#', 1)[0])
+seed("compose_import", "deployment.yaml", tests.split('pub const DEPLOYMENT: &str = r#"', 1)[1].split('"#', 1)[0])
 seed("compose_import", "small.yml", """services:
   a:
     image: a:1.0.0

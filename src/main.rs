@@ -37,6 +37,19 @@ enum ImportCommand {
         #[arg(long)]
         fleet: Option<String>,
     },
+    /// Each Deployment of FILEs (multi-document YAML) and the Service selecting its pods
+    /// becomes a plugin: image, replicas, resources, probe paths and port, env (secretKeyRef
+    /// → secretEnv), labels → tags, RollingUpdate → Rolling.
+    Kubernetes {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Folder to write the fleet into; the files it generates are overwritten.
+        #[arg(short, long, value_name = "DIR")]
+        output: PathBuf,
+        /// The fleet's name (default: imported).
+        #[arg(long)]
+        fleet: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -289,6 +302,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Import(ImportCommand::Compose { files, output, exclude, exclude_label, fleet }) => {
             let options = plugsync::import::compose::Options { exclude, exclude_labels: exclude_label, fleet };
             cli::import::compose(&files, &output, &options)
+        }
+        Command::Import(ImportCommand::Kubernetes { files, output, fleet }) => {
+            cli::import::kubernetes(&files, &output, fleet.as_deref())
         }
         Command::Demo { keep } => runtime()?.block_on(cli::demo::run(keep)),
         Command::Schema { markdown: true, .. } => {

@@ -1,6 +1,6 @@
-//! `plugsync import compose FILE… -o DIR`: a team's compose file turned into a fleet repo —
-//! `plugsync.yaml`, `plugins/<id>/plugin.yaml` per service and `IMPORT-REPORT.md` listing,
-//! with file:line, what was not carried. The conversion is the pure `import` room; this edge
+//! `plugsync import compose|kubernetes FILE… -o DIR`: a team's compose file or Kubernetes
+//! manifests turned into a fleet repo — `plugsync.yaml`, `plugins/<id>/plugin.yaml` per
+//! service or Deployment and `IMPORT-REPORT.md` listing, with file:line, what was not carried. The conversion is the pure `import` room; this edge
 //! reads the files, writes the result and validates it as `plugsync validate` would.
 
 use plugsync::import::compose::{self, Options};
@@ -32,11 +32,31 @@ fn write(path: &Path, text: &str) -> Result<(), ImportError> {
 pub fn compose(files: &[PathBuf], output: &Path, options: &Options) -> anyhow::Result<ExitCode> {
     let mut docs = Vec::new();
     for path in files {
-        let bytes = std::fs::read(path).map_err(|source| ImportError::Read { path: path.clone(), source })?;
-        let doc = Document::parse(&path.display().to_string(), &bytes).map_err(|d| ImportError::Parse(d.to_string()))?;
+        let doc = Document::parse(&path.display().to_string(), &read(path)?).map_err(|d| ImportError::Parse(d.to_string()))?;
         docs.push(doc);
     }
-    let imported = compose::import(&docs, options);
+    finish(compose::import(&docs, options), files, output)
+}
+
+/// `plugsync import kubernetes FILE… -o DIR`: each Deployment (with its Service) a plugin.
+pub fn kubernetes(files: &[PathBuf], output: &Path, fleet: Option<&str>) -> anyhow::Result<ExitCode> {
+    let mut docs = Vec::new();
+    for path in files {
+        let text = String::from_utf8(read(path)?)
+            .map_err(|_| ImportError::Parse(format!("{}: not UTF-8 text", path.display())))?;
+        for doc in plugsync::import::kubernetes::split(&path.display().to_string(), &text) {
+            docs.push(doc.map_err(ImportError::Parse)?);
+        }
+    }
+    finish(plugsync::import::kubernetes::import(&docs, fleet), files, output)
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, ImportError> {
+    std::fs::read(path).map_err(|source| ImportError::Read { path: path.to_path_buf(), source })
+}
+
+/// Writes what was imported, prints the notes, validates the result.
+fn finish(imported: plugsync::import::Imported, files: &[PathBuf], output: &Path) -> anyhow::Result<ExitCode> {
     let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
     let report_path = output.join("IMPORT-REPORT.md");
     write(&report_path, &imported.report(&format!("Import of {}", names.join(", "))))?;

@@ -3,7 +3,7 @@
 //! a [`Note`] with file:line. Several files merge as compose merges them: a later file's
 //! service keys replace the earlier ones'.
 
-use super::{plugin_id, quoted, version_of_image, ImportedPlugin, Imported, Note};
+use super::{note, plugin_id, quoted, version_of_image, Imported, ImportedPlugin, Note, Out};
 use crate::model::document::{pointer_segment, Document};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -43,18 +43,6 @@ const CARRIED: [&str; 15] = [
 struct Service<'a> {
     name: String,
     keys: BTreeMap<String, (&'a Value, &'a Document)>,
-}
-
-/// Where a note points: the file and line of `pointer` in `doc` (line 1 when unknown).
-fn note(doc: &Document, pointer: &str, service: &str, reason: impl Into<String>) -> Note {
-    let field = pointer.trim_start_matches('/').replace('/', ".");
-    Note {
-        file: doc.path.clone(),
-        line: doc.locate(pointer).map_or(1, |(line, _)| line),
-        service: service.to_string(),
-        field,
-        reason: reason.into(),
-    }
 }
 
 fn service_pointer(name: &str, key: &str) -> String {
@@ -144,22 +132,6 @@ fn scalar(value: &Value) -> Option<String> {
     }
 }
 
-/// The manifest being written: lines, each derived one with where it came from.
-struct Out {
-    text: String,
-}
-
-impl Out {
-    fn line(&mut self, indent: usize, text: &str, from: Option<(&Document, &str)>) {
-        let _ = write!(self.text, "{:indent$}{text}", "");
-        if let Some((doc, pointer)) = from {
-            let line = doc.locate(pointer).map_or(1, |(l, _)| l);
-            let _ = write!(self.text, "  # {}:{line}", doc.path);
-        }
-        self.text.push('\n');
-    }
-}
-
 // Long: one arm per compose key, in the order the manifest lists its fields.
 fn convert(
     service: &Service,
@@ -183,7 +155,7 @@ fn convert(
         notes.push(note(first_doc, &format!("/services/{}", pointer_segment(name)), name, why));
         return None;
     };
-    let mut out = Out { text: String::new() };
+    let mut out = Out::new();
     let _ = writeln!(out.text, "# Imported by `plugsync import compose` from service {name:?}; see IMPORT-REPORT.md.");
     out.line(0, &format!("id: {}", quoted(&id)), None);
     if id != name {

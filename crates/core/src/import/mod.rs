@@ -6,7 +6,9 @@
 //! it came from (file:line), so the pull request that adds them can be reviewed line by line.
 
 pub mod compose;
+pub mod kubernetes;
 
+use crate::model::document::Document;
 use std::fmt::Write;
 
 /// One thing in the source that the fleet does not carry, or carries differently.
@@ -113,6 +115,38 @@ pub fn version_of_image(image: &str) -> Option<String> {
         parts.push("0".into());
     }
     Some(format!("{}{rest}", parts.join(".")))
+}
+
+/// Where a note points: the file and line of `pointer` in `doc` (line 1 when unknown).
+pub(crate) fn note(doc: &Document, pointer: &str, service: &str, reason: impl Into<String>) -> Note {
+    let field = pointer.trim_start_matches('/').replace('/', ".");
+    Note {
+        file: doc.path.clone(),
+        line: doc.locate(pointer).map_or(1, |(line, _)| line),
+        service: service.to_string(),
+        field,
+        reason: reason.into(),
+    }
+}
+
+/// The manifest being written: lines, each derived one with where it came from.
+pub(crate) struct Out {
+    pub(crate) text: String,
+}
+
+impl Out {
+    pub(crate) fn new() -> Out {
+        Out { text: String::new() }
+    }
+
+    pub(crate) fn line(&mut self, indent: usize, text: &str, from: Option<(&Document, &str)>) {
+        let _ = write!(self.text, "{:indent$}{text}", "");
+        if let Some((doc, pointer)) = from {
+            let line = doc.locate(pointer).map_or(1, |(l, _)| l);
+            let _ = write!(self.text, "  # {}:{line}", doc.path);
+        }
+        self.text.push('\n');
+    }
 }
 
 #[cfg(test)]

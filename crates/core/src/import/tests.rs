@@ -187,3 +187,103 @@ fn no_input_panics() {
         }
     }
 }
+
+/// A Deployment and its Service as a team applies them, plus a ConfigMap that is not a plugin.
+pub const DEPLOYMENT: &str = r#"apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: crm
+  labels: { app: crm }
+spec:
+  replicas: 2
+  strategy:
+    type: RollingUpdate
+    rollingUpdate: { maxSurge: 1, maxUnavailable: 0 }
+  selector:
+    matchLabels: { app: crm }
+  template:
+    metadata:
+      labels: { app: crm, team: sales }
+    spec:
+      serviceAccountName: crm
+      containers:
+        - name: crm
+          image: registry.example.com/crm:2.3.0
+          ports: [{ containerPort: 8080 }]
+          env:
+            - { name: LOG_LEVEL, value: info }
+            - name: CRM_API_KEY
+              valueFrom:
+                secretKeyRef: { name: crm-secrets, key: api-key }
+          resources:
+            limits: { cpu: 500m, memory: 256Mi }
+            requests: { cpu: 250m, memory: 128Mi }
+          readinessProbe:
+            httpGet: { path: /health/ready, port: 8080 }
+          livenessProbe:
+            httpGet: { path: /health/live, port: 8080 }
+          volumeMounts: [{ name: data, mountPath: /data }]
+        - name: log-shipper
+          image: fluent-bit:2.0
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: crm
+spec:
+  type: NodePort
+  selector: { app: crm }
+  ports: [{ port: 80, targetPort: 8080 }]
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: { name: crm-config }
+data: { a: b }
+"#;
+
+#[test]
+fn a_deployment_and_its_service_become_a_plugin_that_validates() {
+    let docs: Vec<Document> = super::kubernetes::split("crm.yaml", DEPLOYMENT).into_iter().map(|d| d.expect("parses")).collect();
+    assert_eq!(docs.len(), 3);
+    let imported = super::kubernetes::import(&docs, Some("sales"));
+    let mut files = FileSet::new();
+    files.insert("plugsync.yaml".into(), imported.fleet_config.clone().into_bytes());
+    for p in &imported.plugins {
+        files.insert(format!("plugins/{}/plugin.yaml", p.id), p.manifest.clone().into_bytes());
+    }
+    let loaded = load(&files, None);
+    let text = manifest(&imported, "crm");
+    assert!(loaded.is_valid(), "{:#?}\n{text}", loaded.diagnostics);
+    for line in [
+        "id: \"crm\"  # crm.yaml:4",
+        "version: \"2.3.0\"",
+        "    cpu: \"500m\"",
+        "    memory: \"128Mi\"",
+        "  port: 8080",
+        "  readiness: \"/health/ready\"",
+        "  liveness: \"/health/live\"",
+        "replicas: 2",
+        "  \"LOG_LEVEL\": \"info\"",
+        "  \"CRM_API_KEY\": { fromEnv: \"CRM_SECRETS_API_KEY\" }",
+        "  strategy: Rolling",
+        "    batchSize: 1",
+        "tags: [\"app=crm\", \"team=sales\"]",
+    ] {
+        assert!(text.contains(line), "crm's manifest lacks {line:?}:\n{text}");
+    }
+    let find = |field: &str| imported.notes.iter().find(|n| n.field == field).unwrap_or_else(|| panic!("no note {field}: {:#?}", imported.notes));
+    for (field, line, words) in [
+        ("spec.template.spec.containers.1", 35, "log-shipper is not carried"),
+        ("spec.template.spec.serviceAccountName", 17, "pod spec itself"),
+        ("spec.template.spec.containers.0.volumeMounts", 34, "not carried"),
+        ("spec.template.spec.containers.0.env.1", 24, "Secret crm-secrets key api-key"),
+        ("spec.strategy.rollingUpdate.maxUnavailable", 10, "start-first"),
+        ("spec.type", 43, "NodePort"),
+        ("spec.ports.0", 45, "port 80 to 8080"),
+        ("kind", 48, "ConfigMap is not carried"),
+    ] {
+        let n = find(field);
+        assert_eq!(n.line, line, "{n}");
+        assert!(n.reason.contains(words), "{n}");
+    }
+}
