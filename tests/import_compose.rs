@@ -138,20 +138,32 @@ fn an_imported_compose_file_runs_as_docker_compose_runs_it() {
     eprintln!("{said}");
 
     // (3) Field by field.
-    let wait_healthy = |name: &str| {
+    // By compose's own labels: v1 names containers `<project>_<service>_1`, v2 `<project>-<service>-1`.
+    let compose_container = |service: &str| {
+        let filter = [format!("com.docker.compose.project={project}"), format!("com.docker.compose.service={service}")];
+        let options = bollard::query_parameters::ListContainersOptions {
+            all: true,
+            filters: Some(std::collections::HashMap::from([("label".to_string(), filter.to_vec())])),
+            ..Default::default()
+        };
+        let found = rt.block_on(docker.list_containers(Some(options))).expect("list compose containers");
+        found.first().and_then(|c| c.id.clone()).unwrap_or_else(|| panic!("docker-compose runs no {service}"))
+    };
+    let wait_healthy = |service: &str| {
+        let id = compose_container(service);
         for _ in 0..100 {
-            let i = rt.block_on(docker.inspect_container(name, None)).expect("inspect compose container");
+            let i = rt.block_on(docker.inspect_container(&id, None)).expect("inspect compose container");
             if shape(&i)["health"] == "healthy" {
                 return i;
             }
             std::thread::sleep(std::time::Duration::from_millis(200));
         }
-        panic!("{name} never became healthy under docker-compose");
+        panic!("{service} never became healthy under docker-compose");
     };
     let ours = rt.block_on(plugsync_test_support::docker::inspect_fleet(&docker, &fleet));
     let mut explained = Vec::new();
     for plugin in ["auth", "crm"] {
-        let theirs = wait_healthy(&format!("{project}_{plugin}_1"));
+        let theirs = wait_healthy(plugin);
         let mine = ours
             .iter()
             .find(|i| i.config.as_ref().and_then(|c| c.labels.as_ref()).and_then(|l| l.get("plugsync.plugin")).map(String::as_str) == Some(plugin))
@@ -177,7 +189,7 @@ fn an_imported_compose_file_runs_as_docker_compose_runs_it() {
         assert!(extra.iter().all(|k| k.starts_with("PLUGSYNC_") || k.starts_with("PLUGIN_")), "{plugin}: extra env {extra:?}");
         explained.push(format!("[{plugin}] env: the same {} variables; plugsync adds {extra:?}", their_env.len()));
     }
-    assert_eq!(env(&wait_healthy(&format!("{project}_auth_1"))).get("SIGNING_KEY").map(String::as_str), Some(SECRET));
+    assert_eq!(env(&wait_healthy("auth")).get("SIGNING_KEY").map(String::as_str), Some(SECRET));
     for line in &explained {
         eprintln!("{line}");
     }
