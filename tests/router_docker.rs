@@ -194,7 +194,7 @@ async fn the_router_judges_a_plugin_that_exposes_no_metrics() {
     let good = PluginDef { id: "good".into(), ..bad.clone() };
     fleet.plugin(&bad);
     fleet.plugin(&good);
-    assert_eq!(reconcile(&fleet, &backend, &story).await, vec![Ending::Converged; 3], "{}", story.text());
+    assert_eq!(reconcile(&fleet, &backend, &story).await, vec![Ending::Converged; 2], "{}", story.text());
     let router = replicas(&docker, &fleet).await.first().and_then(|r| r.1).expect("a router replica");
     let metrics = plugsync::tls::http_client()
         .get(format!("http://{router}:8080/metrics"))
