@@ -314,7 +314,10 @@ fn history_links_to_commits(dash: &Dash, browser: &Browser) {
     browser.click(&format!("#history a[href=\"{href}\"]"));
     browser.wait_for("the commit's page", LIVE, "return document.querySelector('pre.patch') !== null;");
     let added = browser.text("pre.patch");
-    assert!(added.contains(&format!("+  version: {V2}")) || added.contains(V2), "the patch shows web at {V2}:\n{added}");
+    assert!(
+        added.contains(&format!("+  version: {V2}")) || added.contains(V2),
+        "the patch shows web at {V2}:\n{added}"
+    );
     assert!(browser.text("pre.message").contains("web"), "the message names web: {}", browser.text("pre.message"));
     assert_eq!(
         browser.eval("return document.querySelector('table.fields a[href=\"/plugins/web\"]') !== null;"),

@@ -129,7 +129,10 @@ fn an_imported_compose_file_runs_as_docker_compose_runs_it() {
     let report = std::fs::read_to_string(out.join("IMPORT-REPORT.md")).expect("report");
     assert!(report.contains("depends on db, which is not a plugin"), "{report}");
     let auth_manifest = std::fs::read_to_string(out.join("plugins/auth/plugin.yaml")).expect("auth manifest");
-    assert!(!auth_manifest.contains(SECRET) && auth_manifest.contains("fromEnv: \"IMPORT_SIGNING_KEY\""), "{auth_manifest}");
+    assert!(
+        !auth_manifest.contains(SECRET) && auth_manifest.contains("fromEnv: \"IMPORT_SIGNING_KEY\""),
+        "{auth_manifest}"
+    );
     run(Command::new(plugsync).arg("validate").arg(&out));
 
     // (2) docker-compose runs the file; plugsync runs the imported fleet.
@@ -166,11 +169,22 @@ fn an_imported_compose_file_runs_as_docker_compose_runs_it() {
         let theirs = wait_healthy(plugin);
         let mine = ours
             .iter()
-            .find(|i| i.config.as_ref().and_then(|c| c.labels.as_ref()).and_then(|l| l.get("plugsync.plugin")).map(String::as_str) == Some(plugin))
+            .find(|i| {
+                i.config
+                    .as_ref()
+                    .and_then(|c| c.labels.as_ref())
+                    .and_then(|l| l.get("plugsync.plugin"))
+                    .map(String::as_str)
+                    == Some(plugin)
+            })
             .unwrap_or_else(|| panic!("plugsync runs no {plugin}"));
         let (a, b) = (shape(&theirs), shape(mine));
         for field in ["image", "memory", "memory reservation", "nano cpus", "running"] {
-            assert_eq!(a[field], b[field], "{plugin}: {field} differs (compose {:?}, plugsync {:?})", a[field], b[field]);
+            assert_eq!(
+                a[field], b[field],
+                "{plugin}: {field} differs (compose {:?}, plugsync {:?})",
+                a[field], b[field]
+            );
             eprintln!("[{plugin}] {field:<20} same: {}", a[field]);
         }
         // Health: compose asks Docker to run the check in the container; plugsync probes the
@@ -186,7 +200,10 @@ fn an_imported_compose_file_runs_as_docker_compose_runs_it() {
             assert_eq!(my_env.get(k), Some(v), "{plugin}: env {k} (compose {v:?}, plugsync {:?})", my_env.get(k));
         }
         let extra: Vec<&String> = my_env.keys().filter(|k| !their_env.contains_key(*k)).collect();
-        assert!(extra.iter().all(|k| k.starts_with("PLUGSYNC_") || k.starts_with("PLUGIN_")), "{plugin}: extra env {extra:?}");
+        assert!(
+            extra.iter().all(|k| k.starts_with("PLUGSYNC_") || k.starts_with("PLUGIN_")),
+            "{plugin}: extra env {extra:?}"
+        );
         explained.push(format!("[{plugin}] env: the same {} variables; plugsync adds {extra:?}", their_env.len()));
     }
     assert_eq!(env(&wait_healthy("auth")).get("SIGNING_KEY").map(String::as_str), Some(SECRET));

@@ -6,11 +6,11 @@
 //!
 //! Ignored unless asked for (`.ci/run` runs them with `--include-ignored`); fails without a cluster.
 
-use plugsync_test_support::docker::V1;
-use plugsync_test_support::k8s::Cluster;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Container, Secret, Service};
 use kube::api::{Api, ListParams, PostParams};
+use plugsync_test_support::docker::V1;
+use plugsync_test_support::k8s::Cluster;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -139,18 +139,21 @@ async fn an_imported_deployment_runs_as_the_team_ran_it() {
     // (2) The import, validated, and plugsync running it.
     let out = dir.path().join("fleet");
     let plugsync = env!("CARGO_BIN_EXE_plugsync");
-    let said = run(Command::new(plugsync).args(["import", "kubernetes"]).arg(&file).arg("-o").arg(&out).args(["--fleet", &ns]));
+    let said = run(Command::new(plugsync)
+        .args(["import", "kubernetes"])
+        .arg(&file)
+        .arg("-o")
+        .arg(&out)
+        .args(["--fleet", &ns]));
     eprintln!("{said}");
     assert!(said.contains("imported 1 plugin(s)") && said.contains("the imported fleet validates"), "{said}");
     let manifest = std::fs::read_to_string(out.join("plugins/shop/plugin.yaml")).expect("manifest");
     assert!(!manifest.contains(SECRET) && manifest.contains("fromEnv: \"SHOP_SECRETS_API_KEY\""), "{manifest}");
-    let said = run(
-        Command::new(plugsync)
-            .args(["reconcile", "--once", "--namespace", &ns])
-            .arg(&out)
-            .env("KUBECONFIG", cluster.kubeconfig())
-            .env("SHOP_SECRETS_API_KEY", SECRET),
-    );
+    let said = run(Command::new(plugsync)
+        .args(["reconcile", "--once", "--namespace", &ns])
+        .arg(&out)
+        .env("KUBECONFIG", cluster.kubeconfig())
+        .env("SHOP_SECRETS_API_KEY", SECRET));
     eprintln!("{said}");
 
     // (3) Field by field.
@@ -166,10 +169,13 @@ async fn an_imported_deployment_runs_as_the_team_ran_it() {
     // The same amounts, however spelled (plugsync writes memory in bytes: 64Mi is 67108864).
     let amounts = |c: &Container| {
         let r = c.resources.clone().unwrap_or_default();
-        let read = |m: Option<&std::collections::BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>>| {
+        let read = |m: Option<
+            &std::collections::BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>,
+        >| {
             let m = m.cloned().unwrap_or_default();
             let cpu = m.get("cpu").and_then(|q| plugsync::model::quantity::Cpu::parse(&q.0)).map(|c| c.millis());
-            let memory = m.get("memory").and_then(|q| plugsync::model::quantity::Memory::parse(&q.0)).map(|m| m.bytes());
+            let memory =
+                m.get("memory").and_then(|q| plugsync::model::quantity::Memory::parse(&q.0)).map(|m| m.bytes());
             (cpu, memory)
         };
         (read(r.limits.as_ref()), read(r.requests.as_ref()))
@@ -186,7 +192,10 @@ async fn an_imported_deployment_runs_as_the_team_ran_it() {
     for var in ["ECHO_VERSION", "LOG_LEVEL", "API_KEY"] {
         let (x, y) = (env_value(&secrets, &a, var).await, env_value(&secrets, &b, var).await);
         assert_eq!(x, y, "env {var}");
-        eprintln!("[{ns}] env {var:<14} same{}", if var == "API_KEY" { " (read through each side's Secret)" } else { "" });
+        eprintln!(
+            "[{ns}] env {var:<14} same{}",
+            if var == "API_KEY" { " (read through each side's Secret)" } else { "" }
+        );
     }
     eprintln!("[{ns}] image, resources, probes, port: same ({:?}, {:?})", a.image, a.resources);
     let service_ports = their_service.spec.and_then(|s| s.ports).unwrap_or_default();

@@ -65,7 +65,10 @@ async fn a_canary_behind_the_router_gets_exact_sticky_weights_without_failed_req
     let write_sticky = |version: &str| {
         for (def, header) in &sticky_defs {
             let yaml = def.clone().version(version).yaml();
-            fleet.write(&format!("plugins/{}/plugin.yaml", def.id), &format!("{yaml}traffic:\n  stickyBy: header:{header}\n"));
+            fleet.write(
+                &format!("plugins/{}/plugin.yaml", def.id),
+                &format!("{yaml}traffic:\n  stickyBy: header:{header}\n"),
+            );
         }
     };
     fleet.plugin(&web);
@@ -132,7 +135,8 @@ async fn a_canary_behind_the_router_gets_exact_sticky_weights_without_failed_req
             }
             let mut sticky_shares = Vec::new();
             for ((keys, before), (plugin, header, _)) in [corr, tenants].into_iter().zip(&mut previous).zip(STICKY) {
-                let back: Vec<usize> = before.iter().filter(|(id, was)| **was && !keys[*id]).map(|(id, _)| *id).collect();
+                let back: Vec<usize> =
+                    before.iter().filter(|(id, was)| **was && !keys[*id]).map(|(id, _)| *id).collect();
                 assert!(back.is_empty(), "{plugin}: keys moved from canary back to stable at {weight} %: {back:?}");
                 let sticky_share = keys.values().filter(|c| **c).count() as f64 / 5.0;
                 eprintln!(
@@ -153,7 +157,10 @@ async fn a_canary_behind_the_router_gets_exact_sticky_weights_without_failed_req
     for (weight, share, sticky_shares) in measured {
         assert!((share - weight).abs() <= 2.0, "{share:.2} % of requests on canary at {weight} %");
         for (plugin, sticky_share) in sticky_shares {
-            assert!((sticky_share - weight).abs() <= 3.0, "{plugin}: {sticky_share:.1} % of keys on canary at {weight} %");
+            assert!(
+                (sticky_share - weight).abs() <= 3.0,
+                "{plugin}: {sticky_share:.1} % of keys on canary at {weight} %"
+            );
         }
     }
     let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));

@@ -32,7 +32,8 @@ fn write(path: &Path, text: &str) -> Result<(), ImportError> {
 pub fn compose(files: &[PathBuf], output: &Path, options: &Options) -> anyhow::Result<ExitCode> {
     let mut docs = Vec::new();
     for path in files {
-        let doc = Document::parse(&path.display().to_string(), &read(path)?).map_err(|d| ImportError::Parse(d.to_string()))?;
+        let doc = Document::parse(&path.display().to_string(), &read(path)?)
+            .map_err(|d| ImportError::Parse(d.to_string()))?;
         docs.push(doc);
     }
     finish(compose::import(&docs, options), files, output)
@@ -86,7 +87,10 @@ fn finish(imported: plugsync::import::Imported, files: &[PathBuf], output: &Path
         for d in loaded.diagnostics.iter().filter(|d| d.is_error()) {
             eprintln!("{d}");
         }
-        eprintln!("the imported fleet does not validate: fix the files above, then run `plugsync validate {}`", output.display());
+        eprintln!(
+            "the imported fleet does not validate: fix the files above, then run `plugsync validate {}`",
+            output.display()
+        );
         Ok(ExitCode::from(1))
     }
 }

@@ -72,7 +72,8 @@ fn changes(
     parent: Option<&git2::Commit>,
 ) -> Result<(Vec<String>, String), git2::Error> {
     let old = parent.map(|p| p.tree()).transpose()?;
-    let diff = repo.diff_tree_to_tree(old.as_ref(), Some(&commit.tree()?), Some(DiffOptions::new().context_lines(2)))?;
+    let diff =
+        repo.diff_tree_to_tree(old.as_ref(), Some(&commit.tree()?), Some(DiffOptions::new().context_lines(2)))?;
     let paths = diff
         .deltas()
         .filter_map(|d| d.new_file().path().or_else(|| d.old_file().path()).map(|p| p.to_string_lossy().into_owned()))

@@ -193,7 +193,9 @@ fn status_history_links_each_commit_and_its_page_shows_the_patch() {
         subject: subject.into(),
         message: format!("{subject}\n\nbody {EVIL}"),
         paths: paths.iter().map(|p| p.to_string()).collect(),
-        patch: format!("--- a/status/web.yaml\n+++ b/status/web.yaml\n@@ -1 +1 @@\n-state: INSTALLING\n+state: ACTIVE {EVIL}\n"),
+        patch: format!(
+            "--- a/status/web.yaml\n+++ b/status/web.yaml\n@@ -1 +1 @@\n-state: INSTALLING\n+state: ACTIVE {EVIL}\n"
+        ),
     };
     let history = vec![
         entry("1111111aaaaaaa", &["status/web.yaml", "status/fleet.yaml"], "web: ACTIVE 1.1.0"),

@@ -76,10 +76,13 @@ pub fn import(files: &[Document], options: &Options) -> Imported {
         }
         let Some(list) = top.get("services").and_then(Value::as_object) else { continue };
         for (name, body) in list {
-            let entry = services.entry(name.clone()).or_insert_with(|| Service { name: name.clone(), keys: BTreeMap::new() });
+            let entry =
+                services.entry(name.clone()).or_insert_with(|| Service { name: name.clone(), keys: BTreeMap::new() });
             match body.as_object() {
                 Some(keys) => entry.keys.extend(keys.iter().map(|(k, v)| (k.clone(), (v, doc)))),
-                None => imported.notes.push(note(doc, &format!("/services/{}", pointer_segment(name)), name, "not a map")),
+                None => {
+                    imported.notes.push(note(doc, &format!("/services/{}", pointer_segment(name)), name, "not a map"))
+                }
             }
         }
     }
@@ -143,10 +146,16 @@ fn convert(
     let at = |key: &str| service.keys.get(key).map(|(v, doc)| (*v, *doc, service_pointer(name, key)));
     let (_, first_doc) = service.keys.values().next().copied()?;
     let Some(id) = ids.get(name).cloned().flatten() else {
-        notes.push(note(first_doc, &format!("/services/{}", pointer_segment(name)), name, "no plugin id can be made of this name"));
+        notes.push(note(
+            first_doc,
+            &format!("/services/{}", pointer_segment(name)),
+            name,
+            "no plugin id can be made of this name",
+        ));
         return None;
     };
-    let Some((image, image_doc, image_ptr)) = at("image").and_then(|(v, d, p)| Some((v.as_str()?.to_string(), d, p))) else {
+    let Some((image, image_doc, image_ptr)) = at("image").and_then(|(v, d, p)| Some((v.as_str()?.to_string(), d, p)))
+    else {
         let why = if service.keys.contains_key("build") {
             "no image: plugsync runs images, it does not build them; build and push this one, then set runtime.image"
         } else {
@@ -159,10 +168,20 @@ fn convert(
     let _ = writeln!(out.text, "# Imported by `plugsync import compose` from service {name:?}; see IMPORT-REPORT.md.");
     out.line(0, &format!("id: {}", quoted(&id)), None);
     if id != name {
-        notes.push(note(first_doc, &format!("/services/{}", pointer_segment(name)), name, format!("the plugin id is {id:?}")));
+        notes.push(note(
+            first_doc,
+            &format!("/services/{}", pointer_segment(name)),
+            name,
+            format!("the plugin id is {id:?}"),
+        ));
     }
     let version = version_of_image(&image).unwrap_or_else(|| {
-        notes.push(note(image_doc, &image_ptr, name, "the image tag is not a version: version 0.0.0 written; set the real one"));
+        notes.push(note(
+            image_doc,
+            &image_ptr,
+            name,
+            "the image tag is not a version: version 0.0.0 written; set the real one",
+        ));
         "0.0.0".into()
     });
     out.line(0, &format!("version: {}", quoted(&version)), Some((image_doc, &image_ptr)));
@@ -178,10 +197,15 @@ fn convert(
     tags(service, &mut out);
     if let Some((value, doc, ptr)) = at("restart") {
         let policy = scalar(value).unwrap_or_default();
-        notes.push(note(doc, &ptr, name, format!(
-            "restart: {policy} is not carried: plugsync keeps each instance running and replaces one that dies \
+        notes.push(note(
+            doc,
+            &ptr,
+            name,
+            format!(
+                "restart: {policy} is not carried: plugsync keeps each instance running and replaces one that dies \
              (a stopped container is drift, healed with `drift: heal`)"
-        )));
+            ),
+        ));
     }
     for (key, (_, doc)) in &service.keys {
         if !CARRIED.contains(&key.as_str()) {
@@ -268,7 +292,12 @@ fn resources(service: &Service, out: &mut Out, notes: &mut Vec<Note>) {
                             Some(b) => lines.push((format!("memory: {}", memory_text(b)), doc, ptr)),
                             None => notes.push(note(doc, &ptr, name, "not a memory size")),
                         },
-                        other => notes.push(note(doc, &ptr, name, format!("{other} is not carried: a manifest limits CPU and memory"))),
+                        other => notes.push(note(
+                            doc,
+                            &ptr,
+                            name,
+                            format!("{other} is not carried: a manifest limits CPU and memory"),
+                        )),
                     }
                 }
             }
@@ -298,7 +327,9 @@ fn resources(service: &Service, out: &mut Out, notes: &mut Vec<Note>) {
 fn words(value: &Value) -> Option<Vec<String>> {
     match value {
         Value::Array(items) => items.iter().map(scalar).collect(),
-        Value::String(s) if !s.contains(['"', '\'', '\\', '$']) => Some(s.split_whitespace().map(str::to_string).collect()),
+        Value::String(s) if !s.contains(['"', '\'', '\\', '$']) => {
+            Some(s.split_whitespace().map(str::to_string).collect())
+        }
         _ => None,
     }
 }
@@ -312,7 +343,12 @@ fn command(service: &Service, out: &mut Out, notes: &mut Vec<Note>) {
                 let items: Vec<String> = list.iter().map(|w| quoted(w)).collect();
                 out.line(2, &format!("{field}: [{}]", items.join(", ")), Some((doc, &ptr)));
             }
-            None => notes.push(note(doc, &ptr, &service.name, "a shell string with quotes or variables: write it as a list")),
+            None => notes.push(note(
+                doc,
+                &ptr,
+                &service.name,
+                "a shell string with quotes or variables: write it as a list",
+            )),
         }
     }
 }
@@ -343,16 +379,24 @@ fn api(service: &Service, out: &mut Out, notes: &mut Vec<Note>) {
             match container_port(entry) {
                 Some((p, published)) => {
                     if published {
-                        notes.push(note(doc, &ptr, name, format!(
+                        notes.push(note(
+                            doc,
+                            &ptr,
+                            name,
+                            format!(
                             "published on the host: plugsync does not publish plugin ports; other plugins reach it at \
                              http://{name}:{p}, outside callers through the router's gateway"
-                        )));
+                        ),
+                        ));
                     }
                     match &port {
                         None => port = Some((p, doc, ptr)),
-                        Some((first, _, _)) if *first != p => notes.push(note(doc, &ptr, name, format!(
-                            "a second port: a manifest has one API port ({first} is carried)"
-                        ))),
+                        Some((first, _, _)) if *first != p => notes.push(note(
+                            doc,
+                            &ptr,
+                            name,
+                            format!("a second port: a manifest has one API port ({first} is carried)"),
+                        )),
                         Some(_) => {}
                     }
                 }
@@ -400,14 +444,19 @@ fn api(service: &Service, out: &mut Out, notes: &mut Vec<Note>) {
 /// The path (and port) a healthcheck's `curl`/`wget` asks for.
 fn health_url(test: &Value) -> Option<(String, Option<u16>)> {
     let words: Vec<String> = match test {
-        Value::Array(items) => items.iter().filter_map(Value::as_str).flat_map(|s| s.split_whitespace()).map(str::to_string).collect(),
+        Value::Array(items) => {
+            items.iter().filter_map(Value::as_str).flat_map(|s| s.split_whitespace()).map(str::to_string).collect()
+        }
         Value::String(s) => s.split_whitespace().map(str::to_string).collect(),
         _ => return None,
     };
     if !words.iter().any(|w| w.ends_with("curl") || w.ends_with("wget")) {
         return None;
     }
-    let url = words.iter().map(|w| w.trim_matches(['"', '\''])).find(|w| w.starts_with("http://") || w.starts_with("https://"))?;
+    let url = words
+        .iter()
+        .map(|w| w.trim_matches(['"', '\'']))
+        .find(|w| w.starts_with("http://") || w.starts_with("https://"))?;
     let rest = url.split_once("://")?.1;
     let (authority, path) = rest.find('/').map_or((rest, "/"), |i| (&rest[..i], &rest[i..]));
     let port = authority.rsplit_once(':').and_then(|(_, p)| p.parse().ok());
@@ -490,7 +539,12 @@ fn environment(service: &Service, out: &mut Out, notes: &mut Vec<Note>) {
                 secret.push(format!("{}: {{ fromEnv: {} }}", quoted(&var), quoted(from)));
                 secret_at.push(ptr.clone());
                 if has_default {
-                    notes.push(note(doc, &ptr, name, format!("the default in {v} is not carried: set {from} where plugsync runs")));
+                    notes.push(note(
+                        doc,
+                        &ptr,
+                        name,
+                        format!("the default in {v} is not carried: set {from} where plugsync runs"),
+                    ));
                 }
             }
             Some(v) if v.contains('$') => {
@@ -560,12 +614,18 @@ fn depends_on(
         };
         match condition.as_deref() {
             None | Some("service_healthy") => {}
-            Some("service_started") => notes.push(note(doc, &ptr, name, format!(
-                "condition service_started: plugsync waits until {id} is healthy (ready), which is stricter"
-            ))),
-            Some(other) => notes.push(note(doc, &ptr, name, format!(
-                "condition {other} is not carried: plugsync waits until {id} is healthy"
-            ))),
+            Some("service_started") => notes.push(note(
+                doc,
+                &ptr,
+                name,
+                format!("condition service_started: plugsync waits until {id} is healthy (ready), which is stricter"),
+            )),
+            Some(other) => notes.push(note(
+                doc,
+                &ptr,
+                name,
+                format!("condition {other} is not carried: plugsync waits until {id} is healthy"),
+            )),
         }
         carried.push((quoted(id), ptr));
     }

@@ -38,7 +38,10 @@ fn text<'a>(value: &'a Value, pointer: &str) -> Option<&'a str> {
 
 /// An environment variable name for a Secret's key: `crm-secrets`/`api-key` → `CRM_SECRETS_API_KEY`.
 fn secret_variable(secret: &str, key: &str) -> String {
-    format!("{secret}_{key}").chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' }).collect()
+    format!("{secret}_{key}")
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' })
+        .collect()
 }
 
 /// Pod spec fields the manifest carries (everything else is noted).
@@ -65,10 +68,15 @@ pub fn import(docs: &[Document], fleet: Option<&str>) -> Imported {
                 }
             }
             "Service" => {}
-            other => imported.notes.push(note(doc, "/kind", "", format!(
-                "a {} is not carried: a plugin is a Deployment and its Service",
-                if other.is_empty() { "document without kind" } else { other }
-            ))),
+            other => imported.notes.push(note(
+                doc,
+                "/kind",
+                "",
+                format!(
+                    "a {} is not carried: a plugin is a Deployment and its Service",
+                    if other.is_empty() { "document without kind" } else { other }
+                ),
+            )),
         }
     }
     for s in services {
@@ -115,29 +123,48 @@ fn deployment(doc: &Document, service: Option<&Document>, notes: &mut Vec<Note>)
     };
     for (i, extra) in containers.into_iter().flatten().enumerate().skip(1) {
         let other = extra.get("name").and_then(Value::as_str).unwrap_or("?");
-        notes.push(note(doc, &format!("/spec/template/spec/containers/{i}"), &name, format!(
-            "container {other} is not carried: a plugin runs one container (the first, {})",
-            container.get("name").and_then(Value::as_str).unwrap_or("?")
-        )));
+        notes.push(note(
+            doc,
+            &format!("/spec/template/spec/containers/{i}"),
+            &name,
+            format!(
+                "container {other} is not carried: a plugin runs one container (the first, {})",
+                container.get("name").and_then(Value::as_str).unwrap_or("?")
+            ),
+        ));
     }
     let mut out = Out::new();
-    out.text.push_str(&format!("# Imported by `plugsync import kubernetes` from Deployment {name:?}; see IMPORT-REPORT.md.\n"));
+    out.text.push_str(&format!(
+        "# Imported by `plugsync import kubernetes` from Deployment {name:?}; see IMPORT-REPORT.md.\n"
+    ));
     out.line(0, &format!("id: {}", quoted(&id)), Some((doc, "/metadata/name")));
     let version = version_of_image(image).unwrap_or_else(|| {
-        notes.push(note(doc, &format!("{c}/image"), &name, "the image tag is not a version: version 0.0.0 written; set the real one"));
+        notes.push(note(
+            doc,
+            &format!("{c}/image"),
+            &name,
+            "the image tag is not a version: version 0.0.0 written; set the real one",
+        ));
         "0.0.0".into()
     });
     out.line(0, &format!("version: {}", quoted(&version)), Some((doc, &format!("{c}/image"))));
     out.line(0, "runtime:", None);
     out.line(2, &format!("image: {}", quoted(image)), Some((doc, &format!("{c}/image"))));
     for (section, label) in [("limits", "resources"), ("requests", "reservations")] {
-        let Some(map) = container.pointer(&format!("/resources/{section}")).and_then(Value::as_object) else { continue };
+        let Some(map) = container.pointer(&format!("/resources/{section}")).and_then(Value::as_object) else {
+            continue;
+        };
         let mut lines = Vec::new();
         for (key, v) in map {
             let ptr = format!("{c}/resources/{section}/{}", pointer_segment(key));
             match (key.as_str(), v.as_str().map(str::to_string).or_else(|| v.as_f64().map(|n| n.to_string()))) {
                 ("cpu" | "memory", Some(q)) => lines.push((format!("{key}: {}", quoted(&q)), ptr)),
-                _ => notes.push(note(doc, &ptr, &name, format!("{section}.{key} is not carried: a manifest limits CPU and memory"))),
+                _ => notes.push(note(
+                    doc,
+                    &ptr,
+                    &name,
+                    format!("{section}.{key} is not carried: a manifest limits CPU and memory"),
+                )),
             }
         }
         if !lines.is_empty() {
@@ -160,11 +187,8 @@ fn deployment(doc: &Document, service: Option<&Document>, notes: &mut Vec<Note>)
     env(doc, &name, container, &mut out, notes);
     strategy(doc, &name, &mut out, notes);
     let labels = doc.value.pointer("/spec/template/metadata/labels").and_then(Value::as_object);
-    let tags: Vec<String> = labels
-        .into_iter()
-        .flatten()
-        .map(|(k, v)| quoted(&format!("{k}={}", v.as_str().unwrap_or_default())))
-        .collect();
+    let tags: Vec<String> =
+        labels.into_iter().flatten().map(|(k, v)| quoted(&format!("{k}={}", v.as_str().unwrap_or_default()))).collect();
     if !tags.is_empty() {
         out.line(0, &format!("tags: [{}]", tags.join(", ")), Some((doc, "/spec/template/metadata/labels")));
     }
@@ -183,7 +207,14 @@ fn deployment(doc: &Document, service: Option<&Document>, notes: &mut Vec<Note>)
 }
 
 /// `api:`: the container port (or the Service's target port) and the probes' HTTP paths.
-fn api(doc: &Document, name: &str, container: &Value, service: Option<&Document>, out: &mut Out, notes: &mut Vec<Note>) {
+fn api(
+    doc: &Document,
+    name: &str,
+    container: &Value,
+    service: Option<&Document>,
+    out: &mut Out,
+    notes: &mut Vec<Note>,
+) {
     let c = "/spec/template/spec/containers/0";
     let port = container.pointer("/ports/0/containerPort").and_then(Value::as_u64);
     let mut lines: Vec<(String, &Document, String)> = Vec::new();
@@ -204,7 +235,12 @@ fn api(doc: &Document, name: &str, container: &Value, service: Option<&Document>
             )));
         }
         if let Some(kind) = text(&s.value, "/spec/type").filter(|t| *t != "ClusterIP") {
-            notes.push(note(s, "/spec/type", name, format!("type {kind} is not carried: plugsync's Service is ClusterIP")));
+            notes.push(note(
+                s,
+                "/spec/type",
+                name,
+                format!("type {kind} is not carried: plugsync's Service is ClusterIP"),
+            ));
         }
     }
     for (probe, field) in [("readinessProbe", "readiness"), ("livenessProbe", "liveness")] {
@@ -233,11 +269,19 @@ fn env(doc: &Document, name: &str, container: &Value, out: &mut Out, notes: &mut
             let v = v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string());
             plain.insert(var.into(), (quoted(&v), ptr));
         } else if let Some(r) = e.pointer("/valueFrom/secretKeyRef") {
-            let (s, k) = (r.get("name").and_then(Value::as_str).unwrap_or(""), r.get("key").and_then(Value::as_str).unwrap_or(""));
+            let (s, k) = (
+                r.get("name").and_then(Value::as_str).unwrap_or(""),
+                r.get("key").and_then(Value::as_str).unwrap_or(""),
+            );
             let from = secret_variable(s, k);
-            notes.push(note(doc, &ptr, name, format!(
+            notes.push(note(
+                doc,
+                &ptr,
+                name,
+                format!(
                 "{var} comes from Secret {s} key {k}: carried as secretEnv fromEnv {from}; set it where plugsync runs"
-            )));
+            ),
+            ));
             secret.insert(var.into(), (format!("{{ fromEnv: {} }}", quoted(&from)), ptr));
         } else {
             notes.push(note(doc, &ptr, name, format!("{var}: only value and secretKeyRef are carried")));
@@ -273,7 +317,11 @@ fn strategy(doc: &Document, name: &str, out: &mut Out, notes: &mut Vec<Note>) {
                 }
                 Some(Value::String(p)) if p.ends_with('%') => {
                     out.line(2, "rollingConfig:", None);
-                    out.line(4, &format!("batchSize: {}", quoted(p)), Some((doc, "/spec/strategy/rollingUpdate/maxSurge")));
+                    out.line(
+                        4,
+                        &format!("batchSize: {}", quoted(p)),
+                        Some((doc, "/spec/strategy/rollingUpdate/maxSurge")),
+                    );
                 }
                 _ => {}
             }

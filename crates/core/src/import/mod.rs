@@ -102,7 +102,10 @@ pub fn version_of_image(image: &str) -> Option<String> {
         None => (tag, ""),
     };
     let numbers: Vec<&str> = core.split('.').collect();
-    if numbers.is_empty() || numbers.len() > 3 || numbers.iter().any(|n| n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit())) {
+    if numbers.is_empty()
+        || numbers.len() > 3
+        || numbers.iter().any(|n| n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()))
+    {
         return None;
     }
     let mut parts: Vec<String> = numbers.iter().map(|n| n.trim_start_matches('0').to_string()).collect();

@@ -113,7 +113,15 @@ fn a_realistic_compose_file_becomes_a_fleet_that_validates() {
     }
     assert!(!text.contains("DB_PASSWORD"), "no secret value or reference copied into env:\n{text}");
     let auth = manifest(&imported, "auth");
-    for line in ["version: \"1.4.0\"", "  port: 9000", "  readiness: \"/healthz\"", "    memory: \"1Gi\"", "    cpu: \"1000m\"", "  \"SIGNING_KEY\": { fromEnv: \"SIGNING_KEY\" }", "    batchSize: 2"] {
+    for line in [
+        "version: \"1.4.0\"",
+        "  port: 9000",
+        "  readiness: \"/healthz\"",
+        "    memory: \"1Gi\"",
+        "    cpu: \"1000m\"",
+        "  \"SIGNING_KEY\": { fromEnv: \"SIGNING_KEY\" }",
+        "    batchSize: 2",
+    ] {
         assert!(auth.contains(line), "auth's manifest lacks {line:?}:\n{auth}");
     }
 }
@@ -145,7 +153,10 @@ fn what_cannot_be_carried_is_reported_with_file_and_line() {
         assert!(note.reason.contains(words), "{note}");
     }
     let report = imported.report("Import of docker-compose.plugins.yml");
-    assert!(report.contains("## crm\n") && report.contains("`docker-compose.plugins.yml:13` `services.crm.container_name`"), "{report}");
+    assert!(
+        report.contains("## crm\n") && report.contains("`docker-compose.plugins.yml:13` `services.crm.container_name`"),
+        "{report}"
+    );
 }
 
 #[test]
@@ -155,7 +166,10 @@ fn services_are_excluded_by_name_or_label_and_dependencies_on_them_noted() {
         import(&[doc], &Options { exclude: vec!["db".into(), "auth".into()], ..Options::default() })
     };
     assert_eq!(by_name.plugins.len(), 1);
-    assert!(by_name.notes.iter().any(|n| n.field == "services.crm.depends_on.auth" && n.reason.contains("not a plugin")));
+    assert!(by_name
+        .notes
+        .iter()
+        .any(|n| n.field == "services.crm.depends_on.auth" && n.reason.contains("not a plugin")));
     let none = imported("no-such-label");
     assert!(none.plugins.iter().any(|p| p.id == "db"), "nothing excluded: db is a plugin too");
 }
@@ -174,7 +188,9 @@ fn versions_ports_memory_and_references_read_as_compose_means_them() {
     ] {
         assert_eq!(version_of_image(image).as_deref(), want, "{image}");
     }
-    for (name, want) in [("crm", Some("crm")), ("My_Service.v2", Some("my_service-v2")), ("--x", Some("x")), ("..", None)] {
+    for (name, want) in
+        [("crm", Some("crm")), ("My_Service.v2", Some("my_service-v2")), ("--x", Some("x")), ("..", None)]
+    {
         assert_eq!(plugin_id(name).as_deref(), want, "{name}");
     }
 }
@@ -243,7 +259,8 @@ data: { a: b }
 
 #[test]
 fn a_deployment_and_its_service_become_a_plugin_that_validates() {
-    let docs: Vec<Document> = super::kubernetes::split("crm.yaml", DEPLOYMENT).into_iter().map(|d| d.expect("parses")).collect();
+    let docs: Vec<Document> =
+        super::kubernetes::split("crm.yaml", DEPLOYMENT).into_iter().map(|d| d.expect("parses")).collect();
     assert_eq!(docs.len(), 3);
     let imported = super::kubernetes::import(&docs, Some("sales"));
     let mut files = FileSet::new();
@@ -271,7 +288,13 @@ fn a_deployment_and_its_service_become_a_plugin_that_validates() {
     ] {
         assert!(text.contains(line), "crm's manifest lacks {line:?}:\n{text}");
     }
-    let find = |field: &str| imported.notes.iter().find(|n| n.field == field).unwrap_or_else(|| panic!("no note {field}: {:#?}", imported.notes));
+    let find = |field: &str| {
+        imported
+            .notes
+            .iter()
+            .find(|n| n.field == field)
+            .unwrap_or_else(|| panic!("no note {field}: {:#?}", imported.notes))
+    };
     for (field, line, words) in [
         ("spec.template.spec.containers.1", 35, "log-shipper is not carried"),
         ("spec.template.spec.serviceAccountName", 17, "pod spec itself"),

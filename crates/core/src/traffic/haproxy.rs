@@ -195,7 +195,10 @@ pub fn runtime_commands(old: &[Route], new: &[Route]) -> Vec<Command> {
 /// Runtime API commands that bring the running router to `routes`' weights (one per server,
 /// idempotent). Valid only when [`super::needs_reload`] says no reload is needed.
 pub fn weight_commands(routes: &[Route]) -> Vec<String> {
-    routes.iter().flat_map(|route| server_weight_commands(route).into_iter().chain(sticky::bound_commands(route))).collect()
+    routes
+        .iter()
+        .flat_map(|route| server_weight_commands(route).into_iter().chain(sticky::bound_commands(route)))
+        .collect()
 }
 
 /// `set server … weight` for each of `route`'s servers.

@@ -124,7 +124,8 @@ pub fn backends(out: &mut String, route: &Route) {
             route.readiness
         );
         for (server, (_, weight)) in route.servers.iter().zip(&weights).filter(|(s, _)| s.slot == slot) {
-            let _ = writeln!(out, "  server {} {} weight {weight}", server.name, super::haproxy::server_address(server));
+            let _ =
+                writeln!(out, "  server {} {} weight {weight}", server.name, super::haproxy::server_address(server));
         }
     }
 }
@@ -137,8 +138,6 @@ pub fn bound_commands(route: &Route) -> Vec<String> {
     }
     bounds(route)
         .into_iter()
-        .map(|(slot, bound)| {
-            format!("experimental-mode on; set var {} int({bound})", bound_var(&route.plugin, slot))
-        })
+        .map(|(slot, bound)| format!("experimental-mode on; set var {} int({bound})", bound_var(&route.plugin, slot)))
         .collect()
 }

@@ -250,7 +250,10 @@ fn sticky_servers_live_in_their_slots_backend_and_bounds_move_at_runtime() {
         assert!(texts.iter().any(|t| t == want), "missing {want:?} in {texts:#?}");
     }
     let weights = weight_commands(&new);
-    assert!(weights.iter().any(|t| t == "experimental-mode on; set var proc.split.crm.canary int(10000)"), "{weights:?}");
+    assert!(
+        weights.iter().any(|t| t == "experimental-mode on; set var proc.split.crm.canary int(10000)"),
+        "{weights:?}"
+    );
     assert_eq!(sticky::plugin_of_backend("be_crm.canary"), Some("crm"));
     assert_eq!(sticky::plugin_of_backend("be_my-crm"), Some("my-crm"));
     assert_eq!(sticky::plugin_of_backend("be_"), None);
